@@ -1,0 +1,5 @@
+"""Allow ``python -m distproxy``."""
+
+from distproxy.cli import main
+
+raise SystemExit(main())
