@@ -1,0 +1,1 @@
+"""Real-BEAM harness: start erl nodes and drive them from Python (tests, bench, demo)."""
