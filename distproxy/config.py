@@ -1,0 +1,400 @@
+"""The ``distproxy run`` configuration file.
+
+One YAML file names the trusted node, the EPMDs distproxy serves or registers in, where
+the listeners are, and every peer with its own cookie and policy file. Every error names
+the file, the line and the key, and the proxy does not start on a bad file.
+
+The key reference below (``KEYS``) is the single source for ``distproxy run --help``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distproxy.yamlsource import Marked, SourceError, load_marked
+
+DEFAULT_HANDSHAKE_TIMEOUT = 7.0  # seconds per step, like OTP's net_setuptime
+MAX_HANDSHAKE_TIMEOUT = 120.0  # OTP caps net_setuptime at 120 s
+DEFAULT_MAX_FRAME_BYTES = 128 * 1024 * 1024
+MIN_FRAME_BYTES = 64 * 1024
+MAX_FRAME_BYTES_LIMIT = 2**32 - 1
+DEFAULT_EPMD_PORT = 4369
+MAX_COOKIE_BYTES = 255  # cookies are atoms
+
+# (key path, meaning) — printed by `distproxy run --help`.
+KEYS: tuple[tuple[str, str], ...] = (
+    ("trusted.name", "full node name of the protected node, e.g. my_desktop@10.0.0.1 (required)"),
+    ("trusted.cookie | trusted.cookie_file", "its cookie, inline or in a file (relative to the config); exactly one"),
+    ("trusted.address", "host distproxy dials to reach it (default: the host part of its name)"),
+    ("trusted.port", "its fixed distribution port (default: ask trusted.epmd)"),
+    ("trusted.epmd", "HOST:PORT of the EPMD it registers in (default: back_epmd.serve)"),
+    ("listen", "HOST:PORT where peers reach distproxy posing as the trusted node (default 0.0.0.0:0, any port)"),
+    ("front_epmd.serve", "HOST:PORT of an EPMD distproxy serves for the peers (names the trusted node only)"),
+    ("front_epmd.register_in", "HOST:PORT of an existing EPMD to register the trusted node's name in instead"),
+    ("back_epmd.serve", "HOST:PORT of an EPMD distproxy serves for the trusted node: it registers there and finds the peers (as distproxy) there"),
+    ("back_epmd.register_in", "HOST:PORT of an existing EPMD (the trusted node's) to register the peers' names in instead"),
+    ("back_address", "address of the per-peer listeners the trusted node dials (default 127.0.0.1)"),
+    ("handshake_timeout", f"seconds allowed per handshake step (default {DEFAULT_HANDSHAKE_TIMEOUT:g}, like net_setuptime)"),
+    ("max_frame_bytes", f"largest distribution frame accepted (default {DEFAULT_MAX_FRAME_BYTES}); larger closes the connection"),
+    ("decision_log", "JSON-lines decision log (default: var/decisions.jsonl next to the config)"),
+    ("stats_file", "counters snapshot read by `distproxy stats` (default: var/stats.json next to the config)"),
+    ("peers[].name", "full node name of an untrusted peer (required, unique)"),
+    ("peers[].cookie | peers[].cookie_file", "the cookie of that peer's leg only; never the trusted node's"),
+    ("peers[].policy", "policy file for this peer (required; see `distproxy check --help`)"),
+    ("peers[].address", "host distproxy dials to reach the peer (default: the host part of its name)"),
+    ("peers[].port", "the peer's fixed distribution port (default: ask peers[].epmd)"),
+    ("peers[].epmd", "HOST:PORT of the peer's EPMD (default: front_epmd.serve if served, else ADDRESS:4369)"),
+    ("peers[].listen_port", "port of the listener the trusted node dials for this peer (default 0, any)"),
+    ("peers[].hidden", "true: clear DFLAG_PUBLISHED on this pair, so the connection is hidden (no global/rex sync)"),
+)
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class EpmdSpec:
+    """Either an EPMD distproxy serves itself, or an existing one it registers in."""
+
+    serve: HostPort | None
+    register_in: HostPort | None
+
+
+@dataclass(frozen=True)
+class NodeLocation:
+    """How distproxy reaches a real node: a fixed port, or a lookup in an EPMD."""
+
+    address: str
+    port: int | None
+    epmd: HostPort | None
+
+
+@dataclass(frozen=True)
+class TrustedConfig:
+    name: str
+    cookie: bytes
+    location: NodeLocation
+
+    @property
+    def alive(self) -> str:
+        return self.name.split("@", 1)[0]
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    name: str
+    cookie: bytes
+    policy: Path
+    location: NodeLocation
+    listen_port: int
+    hidden: bool
+
+    @property
+    def alive(self) -> str:
+        return self.name.split("@", 1)[0]
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    path: Path
+    trusted: TrustedConfig
+    peers: tuple[PeerConfig, ...]
+    listen: HostPort
+    front_epmd: EpmdSpec
+    back_epmd: EpmdSpec
+    back_address: str
+    handshake_timeout: float
+    max_frame_bytes: int
+    decision_log: Path
+    stats_file: Path
+
+    def peer(self, name: str) -> PeerConfig | None:
+        for peer in self.peers:
+            if peer.name == name:
+                return peer
+        return None
+
+
+class ConfigError(SourceError):
+    """A bad ``distproxy run`` configuration."""
+
+
+class _Reader:
+    """Typed access to a marked mapping, raising ConfigError with file, line and key."""
+
+    def __init__(self, path: Path, node: Marked, prefix: str) -> None:
+        self.path = path
+        self.node = node
+        self.prefix = prefix
+        if not isinstance(node.value, dict):
+            raise ConfigError(path, node.line, prefix or "(top level)", "expected a mapping of keys")
+        self.items: dict[str, Marked] = node.value
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, cause: str, node: Marked | None = None) -> ConfigError:
+        line = (node or self.items.get(name) or self.node).line
+        return ConfigError(self.path, line, self.key(name), cause)
+
+    def check_known(self, known: set[str]) -> None:
+        for name, node in self.items.items():
+            if name not in known:
+                hint = ", ".join(sorted(known))
+                raise ConfigError(self.path, node.line, self.key(name), f"unknown key (known keys: {hint})")
+
+    def get(self, name: str) -> Marked | None:
+        return self.items.get(name)
+
+    def string(self, name: str, default: str | None = None, required: bool = False) -> str | None:
+        node = self.items.get(name)
+        if node is None:
+            if required:
+                raise self.fail(name, "required key is missing")
+            return default
+        if not isinstance(node.value, str) or not node.value:
+            raise self.fail(name, f"expected a non-empty string, got {node.value!r}")
+        return node.value
+
+    def integer(self, name: str, default: int | None, low: int, high: int) -> int | None:
+        node = self.items.get(name)
+        if node is None:
+            return default
+        if isinstance(node.value, bool) or not isinstance(node.value, int):
+            raise self.fail(name, f"expected an integer, got {node.value!r}")
+        if not low <= node.value <= high:
+            raise self.fail(name, f"{node.value} is out of range ({low}..{high})")
+        return int(node.value)
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        node = self.items.get(name)
+        if node is None:
+            return default
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            raise self.fail(name, f"expected a number of seconds, got {node.value!r}")
+        if not low < node.value <= high:
+            raise self.fail(name, f"{node.value} is out of range (more than {low:g}, at most {high:g})")
+        return float(node.value)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        node = self.items.get(name)
+        if node is None:
+            return default
+        if not isinstance(node.value, bool):
+            raise self.fail(name, f"expected true or false, got {node.value!r}")
+        return node.value
+
+    def host_port(self, name: str, default: HostPort | None = None, allow_any_port: bool = False) -> HostPort | None:
+        node = self.items.get(name)
+        if node is None:
+            return default
+        return parse_host_port(node, self.path, self.key(name), allow_any_port)
+
+    def mapping(self, name: str) -> "_Reader | None":
+        node = self.items.get(name)
+        return None if node is None else _Reader(self.path, node, self.key(name))
+
+    def file_path(self, name: str, default: Path | None = None, required: bool = False) -> Path | None:
+        text = self.string(name, required=required)
+        if text is None:
+            return default
+        return (self.path.parent / text).resolve()
+
+
+def parse_host_port(node: Marked, path: Path, key: str, allow_any_port: bool = False) -> HostPort:
+    text = node.value
+    if not isinstance(text, str) or ":" not in text:
+        raise ConfigError(path, node.line, key, f"expected HOST:PORT, got {text!r}")
+    host, _, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not host:
+        raise ConfigError(path, node.line, key, f"missing host in {text!r}")
+    if not port_text.isdigit():
+        raise ConfigError(path, node.line, key, f"port must be a number in {text!r}")
+    port = int(port_text)
+    if not (0 if allow_any_port else 1) <= port <= 65535:
+        raise ConfigError(path, node.line, key, f"port {port} is out of range")
+    return HostPort(host, port)
+
+
+def _node_name(reader: _Reader, name: str = "name") -> str:
+    value = reader.string(name, required=True)
+    assert value is not None
+    alive, at, host = value.partition("@")
+    if not at or not alive or not host or "@" in host:
+        raise reader.fail(name, f"{value!r} is not a full node name like name@host")
+    if not all(c.isalnum() or c in "_-" for c in alive) or not alive.isascii():
+        raise reader.fail(name, f"the name part of {value!r} may hold only letters, digits, '_' and '-'")
+    if not host.isascii() or any(c.isspace() for c in host):
+        raise reader.fail(name, f"the host part of {value!r} must be printable ASCII without spaces")
+    if len(value) > 255:
+        raise reader.fail(name, "node names are atoms: at most 255 characters")
+    return value
+
+
+def _cookie(reader: _Reader) -> bytes:
+    inline = reader.get("cookie")
+    from_file = reader.get("cookie_file")
+    if (inline is None) == (from_file is None):
+        raise reader.fail("cookie", "give exactly one of cookie or cookie_file")
+    if inline is not None:
+        text = reader.string("cookie")
+        assert text is not None
+        cookie = text.encode("latin-1", errors="strict") if text.isascii() else None
+        if cookie is None:
+            raise reader.fail("cookie", "a cookie must be ASCII")
+        where = "cookie"
+    else:
+        path = reader.file_path("cookie_file")
+        assert path is not None
+        try:
+            cookie = path.read_bytes().strip()
+        except OSError as exc:
+            raise reader.fail("cookie_file", f"cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = 0
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            # OTP refuses a ~/.erlang.cookie readable by others; so do we.
+            raise reader.fail("cookie_file", f"{path} is readable by group or others (chmod 600 it)")
+        where = "cookie_file"
+    if not cookie:
+        raise reader.fail(where, "the cookie is empty")
+    if len(cookie) > MAX_COOKIE_BYTES or not all(0x21 <= b <= 0x7E for b in cookie):
+        raise reader.fail(where, f"a cookie is at most {MAX_COOKIE_BYTES} printable ASCII characters without spaces")
+    return cookie
+
+
+def _epmd(reader: _Reader | None, key: str, path: Path, default_serve: HostPort | None) -> EpmdSpec:
+    if reader is None:
+        return EpmdSpec(default_serve, None)
+    reader.check_known({"serve", "register_in"})
+    serve = reader.host_port("serve")
+    register_in = reader.host_port("register_in")
+    if serve is not None and register_in is not None:
+        raise reader.fail("register_in", "give serve or register_in, not both")
+    if serve is None and register_in is None:
+        raise ConfigError(path, reader.node.line, key, "give serve: HOST:PORT or register_in: HOST:PORT")
+    return EpmdSpec(serve, register_in)
+
+
+def _location(reader: _Reader, name: str, default_epmd: HostPort | None) -> NodeLocation:
+    address = reader.string("address", default=name.split("@", 1)[1])
+    assert address is not None
+    port = reader.integer("port", None, 1, 65535)
+    epmd = reader.host_port("epmd", default_epmd)
+    if port is None and epmd is None:
+        epmd = HostPort(address, DEFAULT_EPMD_PORT)
+    return NodeLocation(address, port, epmd)
+
+
+TOP_KEYS = {"trusted", "listen", "front_epmd", "back_epmd", "back_address", "handshake_timeout",
+            "max_frame_bytes", "decision_log", "stats_file", "peers"}
+TRUSTED_KEYS = {"name", "cookie", "cookie_file", "address", "port", "epmd"}
+PEER_KEYS = {"name", "cookie", "cookie_file", "policy", "address", "port", "epmd", "listen_port", "hidden"}
+
+
+def load_config(path: Path | str, text: str | None = None) -> ProxyConfig:
+    """Read and validate a configuration file; raises ConfigError naming file, line and key."""
+    path = Path(path).resolve() if text is None else Path(path)
+    try:
+        root = _Reader(path, load_marked(path, text), "")
+    except ConfigError:
+        raise
+    except SourceError as exc:
+        raise ConfigError(exc.path, exc.line, exc.where, exc.cause) from None
+    root.check_known(TOP_KEYS)
+
+    front_epmd = _epmd(root.mapping("front_epmd"), "front_epmd", path, None)
+    back_epmd = _epmd(root.mapping("back_epmd"), "back_epmd", path, None)
+    if front_epmd.serve is None and front_epmd.register_in is None:
+        raise root.fail("front_epmd", "required: where peers look the trusted node up (serve or register_in)")
+    if back_epmd.serve is None and back_epmd.register_in is None:
+        raise root.fail("back_epmd", "required: where the trusted node looks peers up (serve or register_in)")
+    if front_epmd.serve is not None and front_epmd.serve == back_epmd.serve:
+        raise root.fail("back_epmd", "the front and back EPMDs must be different addresses")
+
+    trusted_reader = root.mapping("trusted")
+    if trusted_reader is None:
+        raise root.fail("trusted", "required key is missing")
+    trusted_reader.check_known(TRUSTED_KEYS)
+    trusted_name = _node_name(trusted_reader)
+    trusted = TrustedConfig(
+        name=trusted_name,
+        cookie=_cookie(trusted_reader),
+        location=_location(trusted_reader, trusted_name, back_epmd.serve or back_epmd.register_in),
+    )
+
+    peers_node = root.get("peers")
+    if peers_node is None or not isinstance(peers_node.value, list) or not peers_node.value:
+        raise root.fail("peers", "required: a list of at least one peer")
+    peers: list[PeerConfig] = []
+    seen: dict[str, int] = {trusted.alive: trusted_reader.node.line}
+    for index, item in enumerate(peers_node.value):
+        reader = _Reader(path, item, f"peers[{index}]")
+        reader.check_known(PEER_KEYS)
+        name = _node_name(reader)
+        alive = name.split("@", 1)[0]
+        if alive in seen:
+            raise reader.fail("name", f"the name {alive!r} is already used on line {seen[alive]}")
+        seen[alive] = item.line
+        cookie = _cookie(reader)
+        if cookie == trusted.cookie:
+            raise reader.fail("cookie", "a peer must not share the trusted node's cookie: that is what distproxy splits")
+        policy = reader.file_path("policy", required=True)
+        assert policy is not None
+        if not policy.is_file():
+            raise reader.fail("policy", f"no such file: {policy}")
+        peers.append(PeerConfig(
+            name=name,
+            cookie=cookie,
+            policy=policy,
+            location=_location(reader, name, front_epmd.serve),
+            listen_port=reader.integer("listen_port", 0, 0, 65535) or 0,
+            hidden=reader.boolean("hidden", False),
+        ))
+
+    listen = root.host_port("listen", HostPort("0.0.0.0", 0), allow_any_port=True)
+    assert listen is not None
+    var = path.parent / "var"
+    return ProxyConfig(
+        path=path,
+        trusted=trusted,
+        peers=tuple(peers),
+        listen=listen,
+        front_epmd=front_epmd,
+        back_epmd=back_epmd,
+        back_address=root.string("back_address", "127.0.0.1") or "127.0.0.1",
+        handshake_timeout=root.number("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT, 0, MAX_HANDSHAKE_TIMEOUT),
+        max_frame_bytes=root.integer("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES, MIN_FRAME_BYTES, MAX_FRAME_BYTES_LIMIT)
+        or DEFAULT_MAX_FRAME_BYTES,
+        decision_log=root.file_path("decision_log", var / "decisions.jsonl") or var / "decisions.jsonl",
+        stats_file=root.file_path("stats_file", var / "stats.json") or var / "stats.json",
+    )
+
+
+def describe_keys() -> str:
+    width = max(len(key) for key, _ in KEYS)
+    return "\n".join(f"  {key.ljust(width)}  {meaning}" for key, meaning in KEYS)
+
+
+def as_dict(config: ProxyConfig) -> dict[str, Any]:
+    """A loggable summary without cookies."""
+    return {
+        "trusted": config.trusted.name,
+        "peers": [p.name for p in config.peers],
+        "listen": str(config.listen),
+        "front_epmd": str(config.front_epmd.serve or config.front_epmd.register_in),
+        "back_epmd": str(config.back_epmd.serve or config.back_epmd.register_in),
+    }
