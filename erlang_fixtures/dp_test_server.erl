@@ -22,6 +22,9 @@ handle_call({echo, Term}, _From, State) ->
 handle_call({sleep, Ms}, _From, State) ->
     timer:sleep(Ms),
     {reply, slept, State};
+handle_call({size, Term}, _From, State) ->
+    %% Large messages: answer with the size only and keep nothing.
+    {reply, {size, erlang:external_size(Term)}, State};
 handle_call(whoami, _From, State) ->
     {reply, {self(), node()}, State};
 handle_call(Request, _From, State) ->

@@ -58,9 +58,12 @@ def accept_all(message: ControlMessage) -> HookResult:
 
 @dataclass(slots=True)
 class PumpOutput:
-    """Bytes to write to each leg after one ``receive`` call, already length-prefixed."""
+    """Bytes to write to each leg after one ``receive`` call, already length-prefixed.
 
-    forward: list[bytes | memoryview] = field(default_factory=list)
+    ``forward`` is coalesced into one ``bytes`` (one write, one copy of the frames).
+    """
+
+    forward: bytes = b""
     back: list[bytes] = field(default_factory=list)
     close: str | None = None
 
@@ -104,12 +107,12 @@ class FramePump:
         the reason; frames before it in the same read are still forwarded.
         """
         out = PumpOutput()
+        forward: list[bytes | memoryview] = []
         if self.closed is not None:
             out.close = self.closed
             return out
         stats = self.stats
         stats.bytes_in += len(data)
-        forward = out.forward
         hook = self.hook
         limits = self.limits
         pack = _LEN4.pack
@@ -134,7 +137,9 @@ class FramePump:
                     out.back.extend(pack(len(reply)) + reply for reply in result.replies)
                 if result.close is not None:
                     self.closed = out.close = result.close
-                    return out
+                    break
         except ProtocolError as exc:
             self.closed = out.close = f"{self.direction.value}: {exc}"
+        if forward:
+            out.forward = b"".join(forward)
         return out

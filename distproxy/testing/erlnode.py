@@ -160,6 +160,7 @@ class ErlNode:
     _to_node: int = field(default=-1, init=False, repr=False)
     _from_node: int = field(default=-1, init=False, repr=False)
     _next_id: int = field(default=1, init=False, repr=False)
+    _results: dict[int, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def short_name(self) -> str:
@@ -236,23 +237,29 @@ class ErlNode:
 
     def eval(self, expr: str, data: bytes = b"", timeout: float = DEFAULT_EVAL_TIMEOUT) -> Any:
         """Evaluate Erlang ``expr`` (ending in ``.``) on the node; ``Bin`` is bound to ``data``."""
-        request_id = self._send(expr, data)
+        return self.result(self.submit(expr, data), timeout, expr)
+
+    def submit(self, expr: str, data: bytes = b"") -> int:
+        """Start evaluating ``expr`` without waiting; pass the id to :meth:`result`."""
+        return self._send(expr, data)
+
+    def result(self, request_id: int, timeout: float = DEFAULT_EVAL_TIMEOUT, expr: str = "") -> Any:
+        """Wait (bounded) for the answer to a :meth:`submit`; raises EvalError if it raised."""
         deadline = time.monotonic() + timeout
-        while True:
+        while request_id not in self._results:
             try:
                 (size,) = PACKET_HEADER.unpack(_read_exact(self._from_node, PACKET_HEADER.size, deadline))
-                reply = decode(_read_exact(self._from_node, size, deadline))
+                got_id, result = decode(_read_exact(self._from_node, size, deadline))
             except TimeoutError:
-                raise NodeError(f"{self.name}: no answer to {expr!r} within {timeout}s") from None
+                raise NodeError(f"{self.name}: no answer to {expr or request_id!r} within {timeout}s") from None
             except EOFError:
-                raise NodeError(f"{self.name} died during {expr!r}; log: {self.log_tail()}") from None
-            got_id, result = reply
-            if got_id != request_id:
-                continue  # a late answer to an earlier request that timed out
-            if result[0] == Atom("ok"):
-                return result[1]
-            _, cls, reason, text = result
-            raise EvalError(expr, cls, reason, text.decode(errors="replace"))
+                raise NodeError(f"{self.name} died during {expr or request_id!r}; log: {self.log_tail()}") from None
+            self._results[got_id] = result
+        result = self._results.pop(request_id)
+        if result[0] == Atom("ok"):
+            return result[1]
+        _, cls, reason, text = result
+        raise EvalError(expr, cls, reason, text.decode(errors="replace"))
 
     def call(self, module: str, function: str, *args_source: str, timeout: float = DEFAULT_EVAL_TIMEOUT) -> Any:
         """``module:function(Args...)`` with the arguments given as Erlang source text."""

@@ -1,0 +1,224 @@
+"""The running proxy: EPMD service, listeners, dialling, and the policy hook.
+
+``ProxyService`` turns a :class:`~distproxy.config.ProxyConfig` into listening sockets:
+
+- the *front* listener stands for the trusted node: peers dial it; distproxy dials the
+  real trusted node on their behalf;
+- one *back* listener per peer stands for that peer: the trusted node dials it;
+  distproxy dials the real peer on the trusted node's behalf;
+- the front EPMD answers the trusted node's name with the front listener's port; the
+  back EPMD answers each peer's name with its back listener's port. distproxy serves
+  them itself (``serve``) or registers in existing EPMDs (``register_in``).
+
+The listener a connection arrives on says which node the dialler wants, because the
+dialler's send_name carries only its own name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IListeningPort
+
+from distproxy.config import HostPort, NodeLocation, PeerConfig, ProxyConfig
+from distproxy.dist import flags as dflags
+from distproxy.dist import handshake as hs
+from distproxy.dist.datapath import Direction, FramePump, Hook, accept_all
+from distproxy.dist.epmd_wire import EpmdRegistry
+
+from .epmd import EpmdLookupError, EpmdRegistration, EpmdServerFactory, lookup_port
+from .pair import ConnectionPair, PairInfo, UpstreamFactory
+
+log = logging.getLogger("distproxy.service")
+
+
+@dataclass
+class Identity:
+    """A node distproxy poses as on one listener, and how to reach the real one."""
+
+    service: "ProxyService"
+    node_name: str  # the node this listener stands for (the upstream)
+    upstream_cookie: bytes
+    location: NodeLocation
+    downstream_direction: Direction  # direction of frames the dialler sends
+    peer: PeerConfig | None  # set for back listeners (the upstream is this peer)
+    port: IListeningPort | None = None
+
+    @property
+    def label(self) -> str:
+        return f"as {self.node_name}"
+
+    def downstream_cookie(self, name: str) -> bytes | None:
+        config = self.service.config
+        if self.peer is not None:  # back listener: only the trusted node may dial it
+            return config.trusted.cookie if name == config.trusted.name else None
+        peer = config.peer(name)  # front listener: any configured peer
+        return peer.cookie if peer is not None else None
+
+    def flag_mask(self, downstream_name: str) -> int:
+        peer = self.peer or self.service.config.peer(downstream_name)
+        mask = dflags.PROXY_MASK
+        if peer is not None and peer.hidden:
+            mask &= ~dflags.DFlag.PUBLISHED
+        return int(mask)
+
+    def new_relay(self, now: float) -> "hs.HandshakeRelay":
+        return hs.HandshakeRelay(
+            expected_upstream_name=self.node_name,
+            downstream_cookie_for=self.downstream_cookie,
+            upstream_cookie=self.upstream_cookie,
+            flag_mask=self.flag_mask(self.peer.name if self.peer is not None else ""),
+            deadline=self.service.config.handshake_timeout,
+            now=now,
+        )
+
+    def pair_info(self, done: "hs.HandshakeDone") -> PairInfo:
+        trusted = self.service.config.trusted.name
+        if self.peer is not None:
+            peer_name = self.peer.name
+        else:
+            peer_name = done.downstream_name
+        return PairInfo(
+            peer=peer_name,
+            trusted=trusted,
+            downstream_name=done.downstream_name,
+            upstream_name=done.upstream_name,
+            flags=done.negotiated_flags,
+            downstream_direction=self.downstream_direction,
+        )
+
+
+class _FrontFactory(protocol.ServerFactory):
+    noisy = False
+
+    def __init__(self, service: "ProxyService", identity: Identity) -> None:
+        self.service = service
+        self.identity = identity
+
+    def buildProtocol(self, addr: Any) -> protocol.Protocol:
+        pair = ConnectionPair(self.service, self.identity, f"{addr.host}:{addr.port}")
+        self.service.pairs.add(pair)
+        return pair.downstream_protocol()
+
+
+@dataclass
+class ProxyService:
+    config: ProxyConfig
+    reactor: Any
+    hook_factory: Any = None  # (PairInfo, Direction) -> Hook; None accepts everything
+    front_registry: EpmdRegistry = field(default_factory=EpmdRegistry)
+    back_registry: EpmdRegistry = field(default_factory=EpmdRegistry)
+    pairs: set[ConnectionPair] = field(default_factory=set)
+    identities: list[Identity] = field(default_factory=list)
+    listening: list[IListeningPort] = field(default_factory=list)
+    registrations: list[EpmdRegistration] = field(default_factory=list)
+    counters: Counter[str] = field(default_factory=Counter)
+
+    # -- start-up ---------------------------------------------------------------------
+    def start(self) -> dict[str, Any]:
+        """Open every socket; returns what was bound (the ready line)."""
+        config = self.config
+        ready: dict[str, Any] = {"trusted": config.trusted.name, "peers": {}}
+        for name, spec, registry in (("front_epmd", config.front_epmd, self.front_registry),
+                                     ("back_epmd", config.back_epmd, self.back_registry)):
+            if spec.serve is not None:
+                port = self.reactor.listenTCP(spec.serve.port, EpmdServerFactory(registry, name),
+                                              interface=spec.serve.host)
+                self.listening.append(port)
+                ready[name] = port.getHost().port
+        front = Identity(self, config.trusted.name, config.trusted.cookie, config.trusted.location,
+                         Direction.FROM_PEER, None)
+        front.port = self.reactor.listenTCP(config.listen.port, _FrontFactory(self, front),
+                                            interface=config.listen.host)
+        self.listening.append(front.port)
+        self.identities.append(front)
+        ready["listen"] = front.port.getHost().port
+        self._advertise(config.trusted.alive, front.port.getHost().port, config.front_epmd.register_in,
+                        self.front_registry)
+        for peer in config.peers:
+            back = Identity(self, peer.name, peer.cookie, peer.location, Direction.TO_PEER, peer)
+            back.port = self.reactor.listenTCP(peer.listen_port, _FrontFactory(self, back),
+                                               interface=config.back_address)
+            self.listening.append(back.port)
+            self.identities.append(back)
+            ready["peers"][peer.name] = back.port.getHost().port
+            self._advertise(peer.alive, back.port.getHost().port, config.back_epmd.register_in,
+                            self.back_registry)
+        log.info("distproxy ready: %s", json.dumps(ready, sort_keys=True))
+        return ready
+
+    def _advertise(self, alive: str, port: int, register_in: HostPort | None, registry: EpmdRegistry) -> None:
+        """Make ``alive`` resolve to ``port``: in our own EPMD, or by registering in another."""
+        if register_in is None:
+            registry.register_static(alive, port)
+            return
+        registration = EpmdRegistration(self.reactor, register_in, alive, port)
+        registration.start()
+        self.registrations.append(registration)
+
+    def stop(self) -> defer.Deferred[Any]:
+        for registration in self.registrations:
+            registration.stop()
+        for pair in list(self.pairs):
+            pair.close("distproxy is shutting down", error=False)
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.listening])
+
+    # -- dialling ---------------------------------------------------------------------
+    def served_registry(self, epmd: HostPort) -> EpmdRegistry | None:
+        for spec, registry in ((self.config.front_epmd, self.front_registry),
+                               (self.config.back_epmd, self.back_registry)):
+            if spec.serve is not None and spec.serve == epmd:
+                return registry
+        return None
+
+    def dial(self, pair: ConnectionPair, event: "hs.DialUpstream") -> None:
+        location = pair.identity.location
+        d = self._resolve(pair.identity.node_name, location)
+
+        def connect(port: int) -> None:
+            if pair.closing is None:
+                self.reactor.connectTCP(location.address, port, UpstreamFactory(pair),
+                                        timeout=self.config.handshake_timeout)
+
+        def failed(failure: Any) -> None:
+            pair.upstream_failed(f"cannot find {pair.identity.node_name}: {failure.getErrorMessage()}")
+
+        d.addCallbacks(connect, failed)
+
+    def _resolve(self, node_name: str, location: NodeLocation) -> defer.Deferred[int]:
+        if location.port is not None:
+            return defer.succeed(location.port)
+        assert location.epmd is not None
+        alive = node_name.split("@", 1)[0]
+        registry = self.served_registry(location.epmd)
+        if registry is not None:
+            entry = registry.lookup(alive)
+            if entry is None:
+                return defer.fail(EpmdLookupError(f"{alive} is not registered in the EPMD at {location.epmd}"))
+            return defer.succeed(entry.port)
+        return lookup_port(self.reactor, location.epmd, alive, self.config.handshake_timeout)
+
+    # -- events from pairs ------------------------------------------------------------
+    def new_pump(self, info: PairInfo, direction: Direction) -> FramePump:
+        hook: Hook = accept_all if self.hook_factory is None else self.hook_factory(info, direction)
+        return FramePump(direction, hook, self.config.max_frame_bytes)
+
+    def handshake_failed(self, pair: ConnectionPair, event: "hs.HandshakeFailed") -> None:
+        self.counters[f"handshake_failed:{event.leg}"] += 1
+
+    def pair_established(self, pair: ConnectionPair) -> None:
+        assert pair.info is not None
+        self.counters["pairs_established"] += 1
+        log.info("%s: connected %s <-> %s (flags %#x)", pair.label, pair.info.downstream_name,
+                 pair.info.upstream_name, pair.info.flags)
+
+    def pair_closed(self, pair: ConnectionPair) -> None:
+        self.pairs.discard(pair)
+
+    def reload(self) -> None:
+        log.info("SIGHUP: no policy engine configured yet; nothing to reload")
