@@ -213,3 +213,7 @@ def decode(data, limits: Limits = DEFAULT_LIMITS):
     if end != len(data):
         raise DecodeError("trailing bytes", end)
     return t
+
+
+def skip_at(data, offset: int = 0, limits: Limits = DEFAULT_LIMITS, versioned: bool = True) -> int:
+    return decode_at(data, offset, limits, versioned=versioned)[1]

@@ -7,6 +7,6 @@ if not hasattr(_term, "decode_at"):  # pragma: no cover - only before the codec 
 
     for _name in (
         "DecodeError", "EncodeError", "Limits", "DEFAULT_LIMITS", "Atom", "Pid",
-        "Reference", "encode", "decode", "decode_at",
+        "Reference", "encode", "decode", "decode_at", "skip_at",
     ):
         setattr(_term, _name, getattr(_etf_shim, _name))
