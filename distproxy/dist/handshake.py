@@ -528,6 +528,10 @@ class HandshakeRelay:
     name and creation. The downstream ``'a'`` is sent only once both the downstream
     ``'r'`` and the upstream ``'a'`` verified; then :class:`HandshakeDone`.
 
+    ``flag_mask`` may be a callable ``(downstream_name) -> mask``, resolved once the
+    dialler's name has been validated and found in ``downstream_cookie_for``.
+    ``mandatory`` is the set the trusted node requires (MANDATORY_26 for OTP 26+).
+
     Old ``'n'`` diallers (OTP 23/24 without epmd info): their creation and high flag
     bits arrive in ``'c'`` only after our challenge, i.e. after upstream was dialled.
     We dial upstream with the low flags plus ``old_name_high_flags`` (default: what
@@ -544,7 +548,7 @@ class HandshakeRelay:
         downstream_cookie_for: Callable[[str], bytes | None],
         upstream_cookie: bytes,
         now: float,
-        flag_mask: int = PROXY_MASK,
+        flag_mask: int | Callable[[str], int] = PROXY_MASK,
         deadline: float = DEFAULT_DEADLINE,
         mandatory: int = MANDATORY_25,
         old_name_high_flags: int = OLD_NAME_ASSUMED_HIGH_FLAGS,
@@ -553,7 +557,10 @@ class HandshakeRelay:
         self.expected_upstream_name = expected_upstream_name
         self._cookie_for = downstream_cookie_for
         self._upstream_cookie = upstream_cookie
-        self.flag_mask = DFlag(flag_mask)
+        # A callable mask is resolved once the dialler's name is known (e.g. a hidden
+        # leg for some peers on a shared front listener).
+        self._mask_for = flag_mask if callable(flag_mask) else None
+        self.flag_mask = DFlag(PROXY_MASK if callable(flag_mask) else flag_mask)
         self.deadline = deadline
         self.mandatory = DFlag(mandatory)
         self._old_high = int(old_name_high_flags) & ~_LOW32
@@ -713,6 +720,8 @@ class HandshakeRelay:
         if cookie is None:
             return self._refuse(f"unknown node {name}")
         self._cookie = cookie
+        if self._mask_for is not None:
+            self.flag_mask = DFlag(self._mask_for(name))
         flags = ev.flags
         if ev.version != VERSION_6:
             flags = DFlag((int(flags) & _LOW32) | self._old_high)

@@ -284,6 +284,19 @@ def test_hidden_mask():
     assert h.ini.negotiated == h.acc.negotiated == h.result.negotiated_flags
 
 
+def test_mask_callable_per_dialler():
+    seen = []
+
+    def mask_for(name):
+        seen.append(name)
+        return PROXY_MASK & ~DFlag.PUBLISHED
+    h = Harness(flag_mask=mask_for)
+    h.run()
+    assert seen == [U1] and isinstance(h.result, HandshakeDone)
+    assert not h.acc.peer_flags & DFlag.PUBLISHED
+    assert not h.result.negotiated_flags & DFlag.PUBLISHED
+
+
 def test_upstream_wrong_name():
     h = Harness(acc=FakeAcceptor("other@127.0.0.1", {U1: UP_COOKIE}))
     h.run()
