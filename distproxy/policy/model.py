@@ -1,0 +1,189 @@
+"""The policy data model: verdicts, modes, directions, rules, decisions, context.
+
+Plain frozen objects produced by the loader and consumed by the evaluator. Rules keep
+their source text (for ``explain`` and logs) next to the compiled matchers built from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Verdict",
+    "Mode",
+    "Direction",
+    "KIND_NAMES",
+    "MfaSpec",
+    "Rule",
+    "DirectionPolicy",
+    "BaselineConfig",
+    "Limits",
+    "Policy",
+    "Decision",
+    "Context",
+    "DEFAULT_RULE_ID",
+]
+
+
+class Verdict(StrEnum):
+    """What happens to a frame. Only ``accept`` forwards it (in enforce mode)."""
+
+    ACCEPT = "accept"
+    DROP = "drop"  # silently, like a message to a dead process
+    REJECT = "reject"  # drop and synthesise a polite failure back (replies.py)
+    DISCONNECT = "disconnect"  # close both legs of the connection pair
+
+
+class Mode(StrEnum):
+    ENFORCE = "enforce"
+    AUDIT = "audit"  # record the would-be verdict, forward anyway
+
+
+class Direction(StrEnum):
+    TO_PEER = "to_peer"  # trusted node -> untrusted peer
+    FROM_PEER = "from_peer"  # untrusted peer -> trusted node
+
+
+#: The folded op names a rule's ``op`` may use (distproxy.dist.control.Kind values).
+KIND_NAMES: tuple[str, ...] = (
+    "send", "reg_send", "exit", "exit2", "monitor", "demonitor", "monitor_exit",
+    "spawn_request", "spawn_reply", "alias_send", "link", "unlink", "unlink_id",
+    "unlink_id_ack", "group_leader", "node_link",
+)
+
+#: Rule id used for a direction's default verdict.
+DEFAULT_RULE_ID = "default"
+
+
+@dataclass(frozen=True)
+class MfaSpec:
+    """``"mod:fun/arity"`` with globs in module and function and ``*`` for any arity."""
+
+    source: str
+    module: str
+    function: str
+    arity: int | None  # None: any arity
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule as written in the file (the evaluator compiles it)."""
+
+    id: str
+    line: int
+    action: Verdict
+    mode: Mode | None = None  # None: the file's mode
+    log: bool = False
+    ops: tuple[str, ...] = ()  # empty: any op
+    to: tuple[str, ...] = ()  # registered-name globs
+    mfa: tuple[MfaSpec, ...] = ()
+    call: tuple[MfaSpec, ...] = ()
+    payload: tuple[str, ...] = ()  # pattern sources (any of)
+    from_node: tuple[str, ...] = ()
+    to_node: tuple[str, ...] = ()
+    reply_error: str | None = None  # spawn_request reject: the error atom
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DirectionPolicy:
+    default: Verdict
+    default_line: int
+    rules: tuple[Rule, ...] = ()
+    default_log: bool = False
+
+
+#: Baseline entry ids (without the ``baseline:`` prefix); see baseline.py.
+@dataclass(frozen=True)
+class BaselineConfig:
+    enabled: bool = True
+    mode: Mode | None = None  # None: the file's mode
+    log: bool = False
+    allow_spawn: tuple[MfaSpec, ...] = ()
+    allow_names: tuple[str, ...] = ()
+    pg_scopes: tuple[str, ...] = ("pg",)
+    disable: tuple[str, ...] = ()  # entry ids switched off
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-peer limits enforced by the proxy layer (not by the evaluator)."""
+
+    max_frame_bytes: int | None = None
+    max_atoms: int | None = None
+    frames_per_second: int | None = None
+    handshake_timeout_s: float | None = None
+    hidden: bool | None = None  # clear DFLAG_PUBLISHED on the peer's legs
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    path: str
+    revision: str  # sha256 prefix of the file content
+    mode: Mode
+    baseline: BaselineConfig
+    to_peer: DirectionPolicy
+    from_peer: DirectionPolicy
+    limits: Limits = field(default_factory=Limits)
+    description: str = ""
+
+    def direction(self, d: Direction | str) -> DirectionPolicy:
+        return self.from_peer if d == Direction.FROM_PEER else self.to_peer
+
+    @property
+    def rule_count(self) -> int:
+        return len(self.to_peer.rules) + len(self.from_peer.rules)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome for one frame.
+
+    ``verdict`` is what the deciding rule says; ``mode`` whether it is enforced. The
+    proxy acts on :attr:`action` (``verdict`` in enforce mode, ``accept`` in audit mode).
+    ``payload_dependent`` is False when no payload matcher was consulted, so the same
+    decision holds for any frame with the same op, target, MFA and connection.
+    """
+
+    verdict: Verdict
+    rule_id: str
+    mode: Mode = Mode.ENFORCE
+    log: bool = False
+    reason: str = ""
+    payload_dependent: bool = False
+    reply_error: str | None = None
+
+    @property
+    def action(self) -> Verdict:
+        return self.verdict if self.mode is Mode.ENFORCE else Verdict.ACCEPT
+
+    @property
+    def forward(self) -> bool:
+        return self.action is Verdict.ACCEPT
+
+    @property
+    def should_log(self) -> bool:
+        """Decision-log policy: every non-accept (including audit would-be) and log: true."""
+        return self.log or self.verdict is not Verdict.ACCEPT
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The connection a frame travels on (constant for the connection's life)."""
+
+    peer_node: str  # e.g. "ec2_node@10.0.0.5"
+    trusted_node: str  # e.g. "my_desktop@127.0.0.1"
+    negotiated_flags: int = 0
+
+    def sender_node(self, direction: Direction | str) -> str:
+        return self.peer_node if direction == Direction.FROM_PEER else self.trusted_node
+
+    def receiver_node(self, direction: Direction | str) -> str:
+        return self.trusted_node if direction == Direction.FROM_PEER else self.peer_node
+
+
+def as_tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
