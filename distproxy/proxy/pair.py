@@ -123,9 +123,20 @@ class ConnectionPair:
             self._apply(self.relay.receive_downstream(data, now))
         else:
             self._apply(self.relay.receive_upstream(data, now))
+            if self.relay.upstream_done and not self.pumps and self.closing is None:
+                # The real node is already in its data phase; hold its frames in the
+                # kernel until the dialler has finished its side of the handshake.
+                self.legs[UPSTREAM].transport.pauseProducing()
 
     def leg_lost(self, side: str, reason: Failure) -> None:
         self.legs.pop(side, None)
+        if self.closing is None and not self.pumps:
+            # Lost during the handshake: let the relay say at which step (and why, likely).
+            why = reason.getErrorMessage()
+            if side == UPSTREAM:
+                self._apply(self.relay.upstream_failed(why))
+            else:
+                self._apply(self.relay.downstream_closed(why))
         if self.closing is None:
             what = "closed the connection" if reason.check(*_CLEAN_CLOSE) else reason.getErrorMessage()
             self.close(f"{side} ({self._leg_name(side)}) {what}", error=False)
@@ -149,7 +160,8 @@ class ConnectionPair:
                 self._start_data_phase(event)
             elif isinstance(event, hs.HandshakeFailed):
                 self.service.handshake_failed(self, event)
-                self.close(f"handshake failed ({event.leg}): {event.reason}")
+                detail = f" [{event.detail}]" if event.detail else ""
+                self.close(f"handshake failed ({event.leg}): {event.reason}{detail}")
                 return
 
     def _check_deadline(self) -> None:
@@ -176,6 +188,7 @@ class ConnectionPair:
         # pauses reading on the other.
         down.transport.registerProducer(up.transport, True)
         up.transport.registerProducer(down.transport, True)
+        up.transport.resumeProducing()
         self.service.pair_established(self)
         if done.leftover_downstream:
             self._pump(DOWNSTREAM, self.pumps[DOWNSTREAM], done.leftover_downstream)

@@ -196,13 +196,16 @@ class SeedCluster:
         settings.update(overrides)
         return ErlNode(**settings)
 
-    def start(self) -> "SeedCluster":
+    def start(self, start_peers: Sequence[str] | None = None) -> "SeedCluster":
+        """Write the config, start distproxy, the trusted node and the peers (all of
+        them, or only those named in ``start_peers``)."""
         self.write_config()
         self.start_proxy()
         try:
             self.trusted = self.trusted_node().start()
             for peer in self.peers:
-                self.peer_nodes[peer.alive] = self.peer_node(peer.alive).start()
+                if start_peers is None or peer.alive in start_peers:
+                    self.peer_nodes[peer.alive] = self.peer_node(peer.alive).start()
         except Exception:
             self.stop()
             raise

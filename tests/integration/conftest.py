@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from distproxy.testing.erlnode import find_erl
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
-ALLOW_ALL = POLICIES / "allow-all.yaml"
+ALLOW_ALL = Path(os.environ.get("DISTPROXY_TEST_ALLOW_ALL", POLICIES / "allow-all.yaml"))
 
 pytestmark = pytest.mark.erlang
 

@@ -15,8 +15,8 @@ from distproxy.testing.erlnode import ErlNode
 pytestmark = pytest.mark.erlang
 
 DIRECTIONS = [
-    pytest.param("trusted", "ec2_node", id="trusted-dials-peer"),
-    pytest.param("ec2_node", "trusted", id="peer-dials-trusted"),
+    pytest.param(("trusted", "ec2_node"), id="trusted-dials-peer"),
+    pytest.param(("ec2_node", "trusted"), id="peer-dials-trusted"),
 ]
 
 
@@ -34,8 +34,19 @@ def node(cluster: SeedCluster, who: str) -> ErlNode:
 
 @pytest.fixture
 def pair(allow_all_cluster: SeedCluster, request: pytest.FixtureRequest) -> tuple[ErlNode, ErlNode]:
-    caller, callee = request.param
-    return node(allow_all_cluster, caller), node(allow_all_cluster, callee)
+    """(caller, callee), disconnected first so that the caller's own dial sets the
+    connection up: each test then crosses the listener of its direction."""
+    caller, callee = node(allow_all_cluster, request.param[0]), node(allow_all_cluster, request.param[1])
+    caller.eval(f"erlang:disconnect_node({q(callee.name)}), ok.")
+    callee.eval(f"erlang:disconnect_node({q(caller.name)}), ok.")
+    return caller, callee
+
+
+def connections_via(cluster: SeedCluster, identity: str) -> int:
+    """How many pairs the proxy has set up on the listener that poses as ``identity``."""
+    assert cluster.proxy is not None
+    return sum(1 for line in cluster.proxy.log_text().splitlines()
+               if f"as {identity} from" in line and "connected" in line)
 
 
 def parametrize_pairs(func):  # type: ignore[no-untyped-def]
@@ -43,10 +54,14 @@ def parametrize_pairs(func):  # type: ignore[no-untyped-def]
 
 
 @parametrize_pairs
-def test_ping(pair: tuple[ErlNode, ErlNode]) -> None:
+def test_ping(allow_all_cluster: SeedCluster, pair: tuple[ErlNode, ErlNode]) -> None:
     caller, callee = pair
+    before = connections_via(allow_all_cluster, callee.name)
     assert caller.eval(f"net_adm:ping({q(callee.name)}).") == Atom("pong")
     assert callee.atom in caller.eval("nodes().")
+    assert caller.atom in callee.eval("nodes().")
+    # The connection crossed distproxy, on the listener that poses as the callee.
+    assert connections_via(allow_all_cluster, callee.name) == before + 1
 
 
 @parametrize_pairs
