@@ -53,8 +53,9 @@ class Harness:
         return self.relay.result
 
     def _chunks(self, data):
-        if self.bytewise:
-            return [data[i:i + 1] for i in range(len(data))]
+        step = 1 if self.bytewise is True else (self.bytewise or 0)
+        if step:
+            return [data[i:i + step] for i in range(0, len(data), step)]
         return [data] if data else []
 
     def _handle(self, evs, to_ini, to_acc):
@@ -567,3 +568,29 @@ def test_initiator_rejects_challenge_without_mandatory():
     body = b"N" + struct.pack(">QIIH", 1, 1000, 42, len(T)) + T.encode()
     with pytest.raises(HandshakeError, match="mandatory"):
         i.receive_data(p2(body))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 64), st.sampled_from(["ok", "ok_simultaneous", "alive"]), st.booleans())
+def test_any_chunking(chunk, status, old):
+    h = Harness(ini=FakeInitiator(U1, DOWN_COOKIE, T, old=old),
+                acc=FakeAcceptor(T, {U1: UP_COOKIE}, status=status,
+                                 early_data=encode_frame(b"p\x83j")), bytewise=chunk)
+    h.run()
+    done = h.result
+    assert isinstance(done, HandshakeDone), done
+    assert h.ini.negotiated == h.acc.negotiated == done.negotiated_flags
+    assert done.leftover_upstream + h.post_done_up == encode_frame(b"p\x83j")
+
+
+def test_close_during_handshake_names_step():
+    relay = HandshakeRelay(T, {U1: DOWN_COOKIE}.get, UP_COOKIE, now=0.0)
+    relay.receive_downstream(FakeInitiator(U1, DOWN_COOKIE, T).start(), 0.0)
+    [f] = relay.upstream_failed("connection refused")
+    assert f.leg == "upstream" and "upstream connection" in f.reason
+    assert f.detail == "connection refused"
+    assert relay.upstream_failed("again") == [] and relay.downstream_closed() == []
+
+    relay = HandshakeRelay(T, {U1: DOWN_COOKIE}.get, UP_COOKIE, now=0.0)
+    [f] = relay.downstream_closed()
+    assert f.leg == "downstream" and "downstream send_name" in f.reason
