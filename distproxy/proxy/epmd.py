@@ -10,15 +10,17 @@ from twisted.internet import defer, protocol
 from twisted.python.failure import Failure
 
 from distproxy.config import HostPort
-from distproxy.dist.epmd_wire import (
+from distproxy.dist.epmd import (
+    Close,
     EpmdError,
     EpmdRegistry,
     EpmdServerConnection,
-    NodeEntry,
-    alive2_request,
-    parse_alive2_response,
-    parse_port2_response,
-    port_please_request,
+    Registered,
+    Reply,
+    encode_alive2_req,
+    encode_port_please2_req,
+    parse_alive2_resp,
+    parse_port2_resp,
 )
 
 log = logging.getLogger("distproxy.epmd")
@@ -49,20 +51,17 @@ class EpmdServerProtocol(protocol.Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         assert self.conn is not None
-        try:
-            replies = self.conn.receive_data(data)
-        except EpmdError as exc:
-            log.warning("%s EPMD: closing %s: %s", self.factory.label, self.transport.getPeer().host, exc)
-            self.transport.abortConnection()
-            return
-        for reply in replies:
-            self.transport.write(reply.data)
-            if reply.close:
+        for event in self.conn.receive_data(data):
+            if isinstance(event, Reply):
+                self.transport.write(event.data)
+            elif isinstance(event, Registered):
+                log.info("%s EPMD: %s registered at port %d (creation %d)", self.factory.label,
+                         event.entry.name, event.entry.port, event.entry.creation)
+            elif isinstance(event, Close):
+                if not event.reason.endswith("reply sent"):
+                    log.warning("%s EPMD: closing %s: %s", self.factory.label,
+                                self.transport.getPeer().host, event.reason)
                 self.transport.loseConnection()
-        if self.conn.registered is not None and replies:
-            entry = self.conn.registered
-            log.info("%s EPMD: %s registered at port %d (creation %d)", self.factory.label, entry.name,
-                     entry.port, entry.creation)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if self.conn is not None and self.conn.registered is not None:
@@ -89,7 +88,7 @@ class _PortPlease(protocol.Protocol):
         self.data = bytearray()
 
     def connectionMade(self) -> None:
-        self.transport.write(port_please_request(self.name))
+        self.transport.write(encode_port_please2_req(self.name))
 
     def dataReceived(self, data: bytes) -> None:
         self.data += data
@@ -98,14 +97,16 @@ class _PortPlease(protocol.Protocol):
         if self.result.called:
             return
         try:
-            entry = parse_port2_response(bytes(self.data))
+            response = parse_port2_resp(bytes(self.data), self.name)
         except EpmdError as exc:
             self.result.errback(EpmdLookupError(f"bad EPMD reply for {self.name}: {exc}"))
             return
-        if entry is None:
+        if response is None:
+            self.result.errback(EpmdLookupError(f"truncated EPMD reply for {self.name}"))
+        elif response.entry is None:
             self.result.errback(EpmdLookupError(f"{self.name} is not registered"))
         else:
-            self.result.callback(entry.port)
+            self.result.callback(response.entry.port)
 
 
 def lookup_port(reactor: Any, epmd: HostPort, name: str, timeout: float) -> defer.Deferred[int]:
@@ -132,20 +133,19 @@ class _Registrant(protocol.Protocol):
         self.data = bytearray()
 
     def connectionMade(self) -> None:
-        self.transport.write(alive2_request(NodeEntry(self.owner.alive, self.owner.port)))
+        self.transport.write(encode_alive2_req(self.owner.alive, self.owner.port))
 
     def dataReceived(self, data: bytes) -> None:
         self.data += data
         try:
-            parsed = parse_alive2_response(bytes(self.data))
+            parsed = parse_alive2_resp(bytes(self.data))
         except EpmdError as exc:
             log.error("registering %s in EPMD %s: %s", self.owner.alive, self.owner.epmd, exc)
             self.transport.loseConnection()
             return
         if parsed is None:
             return
-        ok, creation = parsed
-        if ok:
+        if parsed.ok:
             log.info("registered %s in EPMD %s at port %d", self.owner.alive, self.owner.epmd, self.owner.port)
         else:
             log.error("EPMD %s refused %s: the name is already registered", self.owner.epmd, self.owner.alive)

@@ -29,7 +29,7 @@ from distproxy.config import HostPort, NodeLocation, PeerConfig, ProxyConfig
 from distproxy.dist import flags as dflags
 from distproxy.dist import handshake as hs
 from distproxy.dist.datapath import Direction, FramePump, Hook, accept_all
-from distproxy.dist.epmd_wire import EpmdRegistry
+from distproxy.dist.epmd import EpmdRegistry
 
 from .epmd import EpmdLookupError, EpmdRegistration, EpmdServerFactory, lookup_port
 from .pair import ConnectionPair, PairInfo, UpstreamFactory
@@ -72,7 +72,7 @@ class Identity:
             expected_upstream_name=self.node_name,
             downstream_cookie_for=self.downstream_cookie,
             upstream_cookie=self.upstream_cookie,
-            flag_mask=self.flag_mask(self.peer.name if self.peer is not None else ""),
+            flag_mask=self.flag_mask,
             deadline=self.service.config.handshake_timeout,
             now=now,
         )
@@ -155,7 +155,8 @@ class ProxyService:
     def _advertise(self, alive: str, port: int, register_in: HostPort | None, registry: EpmdRegistry) -> None:
         """Make ``alive`` resolve to ``port``: in our own EPMD, or by registering in another."""
         if register_in is None:
-            registry.register_static(alive, port)
+            if registry.register(alive, port) is None:
+                raise RuntimeError(f"{alive} is already registered in distproxy's EPMD")
             return
         registration = EpmdRegistration(self.reactor, register_in, alive, port)
         registration.start()
