@@ -318,6 +318,98 @@ def _build_map(acc: list, start: int) -> dict:
     return result
 
 
+_REF_WORDS = [None] + [struct.Struct(">" + "I" * (w + 1)).unpack_from for w in range(1, 6)]
+_FAST_MIN_TERMS = 4096
+
+
+def _fast_tuple(data: bytes, pos: int, nested: bool = False) -> Any:
+    """Straight-line decode of a small tuple of common leaves (the dist control tuples).
+
+    Handles small ints, cached atoms, cached pids, references, ``[]``, one level of nested
+    small tuple (``{M, F, A}``) and short flat lists of atoms/small ints (spawn options).
+    Returns (tuple, end) or None when anything else is met; the caller then runs the
+    general decoder, which produces the proper term or DecodeError.
+
+    Only called on ``bytes`` whose end is the end of the input, so it need not bounds-check
+    each read: reading past the end raises IndexError/struct.error (-> None), and a slice
+    cut short by the end can never equal a cache key, because every key is a complete,
+    self-delimiting encoding whose length byte is part of the key.
+    """
+    try:
+        n = data[pos + 1]
+        p = pos + 2
+        items = []
+        append = items.append
+        atoms = _ATOM_CACHE
+        for _ in range(n):
+            tag = data[p]
+            if tag == 119:
+                stop = p + 2 + data[p + 1]
+                value = atoms.get(data[p:stop])
+                if value is None:
+                    return None
+                p = stop
+            elif tag == 88:
+                stop = p + 15 + data[p + 2]
+                value = _PID_CACHE.get(data[p:stop])
+                if value is None:
+                    return None
+                p = stop
+            elif tag == 97:
+                value = data[p + 1]
+                p += 2
+            elif tag == 90:
+                words = (data[p + 1] << 8) | data[p + 2]
+                if not 0 < words <= 5:
+                    return None
+                q = p + 5 + data[p + 4]
+                node = atoms.get(data[p + 3:q])
+                if node is None:
+                    return None
+                values = _REF_WORDS[words](data, q)
+                value = _new_ref(node, values[0], values[1:])
+                p = q + 4 + 4 * words
+            elif tag == 104 and not nested:
+                result = _fast_tuple(data, p, True)
+                if result is None:
+                    return None
+                value, p = result
+            elif tag == 106:
+                value = []
+                p += 1
+            elif tag == 108 and not nested:
+                count = _u32(data, p + 1)[0]
+                p += 5
+                if count > 64 or count == 0:
+                    return None
+                value = []
+                for _ in range(count):
+                    tag = data[p]
+                    if tag == 119:
+                        stop = p + 2 + data[p + 1]
+                        elem = atoms.get(data[p:stop])
+                        if elem is None:
+                            return None
+                        p = stop
+                    elif tag == 97:
+                        elem = data[p + 1]
+                        p += 2
+                    else:
+                        return None
+                    value.append(elem)
+                if data[p] != 106:
+                    return None
+                p += 1
+            else:
+                return None
+            append(value)
+    except (IndexError, struct.error):
+        return None
+    if p > len(data):
+        return None
+    return tuple(items), p
+
+
 def _decode(data: Any, pos: int, end: int, limits: Limits, isbytes: bool) -> tuple[Any, int]:
     """Decode one term (no version byte) starting at ``pos``; return (term, end offset)."""
     stack: list = []
@@ -603,6 +695,12 @@ def decode_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAUL
         if buf[pos] != T.VERSION:
             raise DecodeError(pos, f"expected the version byte 131, got {buf[pos]}")
         pos += 1
+    if (isbytes and end == size and pos < end and buf[pos] == T.SMALL_TUPLE_EXT
+            and limits.max_terms >= _FAST_MIN_TERMS and limits.max_depth >= 3
+            and limits.max_atom_chars == T.MAX_ATOM_CHARS):
+        result = _fast_tuple(buf, pos)
+        if result is not None:
+            return result
     if not SAFETY_NET:
         return _decode(buf, pos, end, limits, isbytes)
     try:
@@ -616,6 +714,10 @@ def decode_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAUL
 
 def decode(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> Any:
     """Decode a complete term: version byte 131, one term, no trailing bytes."""
+    if limits is DEFAULT_LIMITS and type(data) is bytes and data.startswith(b"\x83h"):
+        result = _fast_tuple(data, 1)
+        if result is not None and result[1] == len(data):
+            return result[0]
     size = len(data)
     if size > limits.max_input_bytes:
         raise DecodeError(0, f"input of {size} bytes exceeds the limit of {limits.max_input_bytes}")
