@@ -211,16 +211,21 @@ def _parse_rule(cx: _Ctx, m: Marked, index: int, direction: str, file_ids: dict[
                    f"{_suggest(str(am.value), [v.value for v in Verdict])}", rule_id, where)
 
     ops: tuple[str, ...] = ()
+    bad_ops = False
     if "op" in d:
         got = cx.strings(d["op"], "op", rule_id, where)
+        bad_ops = False
         if got is not None:
             for op in got:
                 if op not in KIND_NAMES:
+                    bad_ops = True
                     cx.err(d["op"].line, f"unknown op {op!r} (expected one of "
                            f"{', '.join(KIND_NAMES)}){_suggest(op, KIND_NAMES)}", rule_id, where)
             ops = got
 
     def applies(key: str, kinds: tuple[str, ...]) -> None:
+        if "op" in d and (bad_ops or not ops):
+            return  # the op error is enough
         if key in d and ops and not any(o in kinds for o in ops):
             cx.err(d[key].line, f"'{key}' applies to op {', '.join(kinds)} only, but the "
                    f"rule's op is {', '.join(ops)}", rule_id, where)
@@ -270,7 +275,7 @@ def _parse_rule(cx: _Ctx, m: Marked, index: int, direction: str, file_ids: dict[
                    f"{re_m.value!r}", rule_id, where)
         elif action is not None and action is not Verdict.REJECT:
             cx.err(re_m.line, "reply_error only makes sense with action: reject", rule_id, where)
-        elif ops and "spawn_request" not in ops:
+        elif ops and not bad_ops and "spawn_request" not in ops:
             cx.err(re_m.line, "reply_error applies to spawn_request only", rule_id, where)
         else:
             kw["reply_error"] = re_m.value

@@ -31,11 +31,17 @@ def _fmt(t: Any, out: list[str], budget: list[int], depth: int) -> None:
     tt = type(t)
     if tt is Atom:
         s = _atom(t)
-    elif tt is int or tt is float:
+    elif tt is int:
         s = repr(t)
+    elif tt is float:
+        s = repr(t)
+        if "e" in s and "." not in s:
+            s = s.replace("e", ".0e")  # Erlang floats need a fraction: 1.0e16
     elif tt is bytes:
-        s = "<<" + ('"' + t.decode("latin-1") + '"' if t.isascii() and t.isprintable()
-                    else ",".join(str(b) for b in t[:32])) + ">>"
+        if t and all(32 <= b < 127 and b not in (34, 92) for b in t):
+            s = '<<"' + t.decode("ascii") + '">>'
+        else:
+            s = "<<" + ",".join(str(b) for b in t[:64]) + (",..." if len(t) > 64 else "") + ">>"
     elif tt is Pid:
         s = f"<{t.node.name}.{t.id}.{t.serial}>"
     elif tt is Reference:
