@@ -103,7 +103,8 @@ def _read_atom(data: Any, pos: int, end: int, isbytes: bool, max_chars: int) -> 
     else:
         raise DecodeError(pos, f"expected an atom, got {_name(tag)}")
     if stop > end:
-        raise DecodeError(pos, f"{_name(tag)} runs {stop - end} bytes past the end of the input")
+        header = 2 if tag == T.SMALL_ATOM_UTF8_EXT or tag == T.SMALL_ATOM_EXT else 3
+        raise DecodeError(pos, f"{_name(tag)} claims {stop - pos - header} bytes, only {end - pos - header} bytes left")
     raw = data[pos:stop]
     if not isbytes:
         raw = raw.tobytes()
@@ -225,10 +226,10 @@ def _read_rare(tag: int, data: Any, pos: int, end: int, isbytes: bool,
             raise _truncated(pos, "BIT_BINARY_EXT header")
         n = _u32(data, pos + 1)[0]
         bits = data[pos + 5]
-        if n > limits.max_binary_bytes:
-            raise DecodeError(pos, f"BIT_BINARY_EXT of {n} bytes exceeds the limit of {limits.max_binary_bytes}")
         if n > left - 6:
             raise DecodeError(pos, f"BIT_BINARY_EXT claims {n} bytes, only {left - 6} bytes left")
+        if n > limits.max_binary_bytes:
+            raise DecodeError(pos, f"BIT_BINARY_EXT of {n} bytes exceeds the limit of {limits.max_binary_bytes}")
         if bits > 8 or (bits == 0) != (n == 0):
             raise DecodeError(pos, f"BIT_BINARY_EXT with {n} bytes cannot have {bits} bits in its last byte")
         stop = pos + 6 + n
