@@ -183,8 +183,11 @@ def _parse_rule(cx: _Ctx, m: Marked, index: int, direction: str, file_ids: dict[
         cx.err(m.line, "rule without 'id' (every rule needs a unique, stable id)",
                where=f"{direction}.rules[{index}]")
     elif not isinstance(rid_m.value, str) or not _ID_RX.match(rid_m.value):
-        cx.err(rid_m.line, f"bad rule id {rid_m.value!r} (letters, digits, _ . : @ -, "
-               "starting with a letter or digit)", where=f"{direction}.rules[{index}]")
+        hint = (" (YAML reads yes/no/on/off/true/false as booleans: quote the id)"
+                if type(rid_m.value) is bool else
+                " (letters, digits, _ . : @ -, starting with a letter or digit)")
+        cx.err(rid_m.line, f"bad rule id {rid_m.value!r}{hint}",
+               where=f"{direction}.rules[{index}]")
     else:
         rid = rid_m.value
         if rid.startswith(PREFIX) or rid == DEFAULT_RULE_ID:

@@ -155,3 +155,9 @@ def test_baseline_false_and_true() -> None:
     assert load_policy_text("baseline: false\n" + base).baseline.enabled is False
     assert load_policy_text("baseline: true\n" + base).baseline.enabled is True
     assert load_policy_text(base).baseline.enabled is True
+
+
+def test_yaml_boolean_id_gets_a_hint() -> None:
+    errs = errors_of(GOOD.replace("- id: b", "- id: no"))
+    assert errs == ["policies/x.yaml:20: from_peer.rules[1]: bad rule id False (YAML reads "
+                    "yes/no/on/off/true/false as booleans: quote the id)"]
