@@ -37,8 +37,8 @@ VECTORS = [
      H("8374 00000004 6101 770179 463ff0000000000000 770178 770161 6102 770162 6101"
        .replace(" ", ""))),
     (Pid(NONODE, 9, 0, 0), H("8358770d") + b"nonode@nohost" + H("000000090000000000000000")),
-    (Reference(NONODE, 0, (0x4a0302, 0x40_0002_8a, 0xcbea85)),
-     H("835a0003770d") + b"nonode@nohost" + H("00000000") + H("004a0302" "4000028a" "00cbea85")),
+    (Reference(NONODE, 0, (0x4A03, 0x02400002, 0x8ACBEA85)),
+     H("835a0003770d") + b"nonode@nohost" + H("00000000") + H("00004a03" "02400002" "8acbea85")),
     (Port(NONODE, 0, 0), H("8359770d") + b"nonode@nohost" + H("0000000000000000")),
     (Export(Atom("lists"), Atom("map"), 2), H("837177056c69737473770 36d61706102".replace(" ", ""))),
     ((), H("836800")),
