@@ -46,9 +46,16 @@ def run(config: ProxyConfig, ready_line: bool = False) -> int:
     """Run the proxy until SIGTERM/SIGINT. Returns the process exit status."""
     from twisted.internet import reactor
 
+    from distproxy.policy import PolicyLoadError, PolicyStore
+
     from .service import ProxyService
 
-    service = ProxyService(config, reactor)
+    try:
+        store = PolicyStore({peer.name: peer.policy for peer in config.peers})
+    except PolicyLoadError as exc:
+        print(f"distproxy: {exc}", file=sys.stderr)
+        return 2
+    service = ProxyService(config, reactor, store)
     status = {"code": 0}
 
     def started() -> None:

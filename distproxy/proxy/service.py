@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, task
 from twisted.internet.interfaces import IListeningPort
 
 from distproxy.config import HostPort, NodeLocation, PeerConfig, ProxyConfig
@@ -30,11 +30,16 @@ from distproxy.dist import flags as dflags
 from distproxy.dist import handshake as hs
 from distproxy.dist.datapath import Direction, FramePump, Hook, accept_all
 from distproxy.dist.epmd import EpmdRegistry
+from distproxy.enforcement import Enforcer
+from distproxy.policy import Context, Counters, DecisionLog, PolicyStore
 
 from .epmd import EpmdLookupError, EpmdRegistration, EpmdServerFactory, lookup_port
 from .pair import ConnectionPair, PairInfo, UpstreamFactory
 
 log = logging.getLogger("distproxy.service")
+
+POLICY_POLL_INTERVAL = 2.0  # seconds between checks of the policy files' mtimes
+HOUSEKEEPING_INTERVAL = 5.0  # seconds between stats snapshots and log summaries
 
 
 @dataclass
@@ -63,7 +68,7 @@ class Identity:
     def flag_mask(self, downstream_name: str) -> int:
         peer = self.peer or self.service.config.peer(downstream_name)
         mask = dflags.PROXY_MASK
-        if peer is not None and peer.hidden:
+        if peer is not None and self.service.peer_hidden(peer):
             mask &= ~dflags.DFlag.PUBLISHED
         return int(mask)
 
@@ -110,7 +115,7 @@ class _FrontFactory(protocol.ServerFactory):
 class ProxyService:
     config: ProxyConfig
     reactor: Any
-    hook_factory: Any = None  # (PairInfo, Direction) -> Hook; None accepts everything
+    store: PolicyStore | None = None  # None: accept everything (protocol tests)
     front_registry: EpmdRegistry = field(default_factory=EpmdRegistry)
     back_registry: EpmdRegistry = field(default_factory=EpmdRegistry)
     pairs: set[ConnectionPair] = field(default_factory=set)
@@ -118,6 +123,9 @@ class ProxyService:
     listening: list[IListeningPort] = field(default_factory=list)
     registrations: list[EpmdRegistration] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
+    decisions: Counters = field(default_factory=Counters)
+    decision_log: DecisionLog | None = None
+    loops: list[task.LoopingCall] = field(default_factory=list)
 
     # -- start-up ---------------------------------------------------------------------
     def start(self) -> dict[str, Any]:
@@ -149,8 +157,18 @@ class ProxyService:
             ready["peers"][peer.name] = back.port.getHost().port
             self._advertise(peer.alive, back.port.getHost().port, config.back_epmd.register_in,
                             self.back_registry)
+        if self.store is not None:
+            self.decision_log = DecisionLog(config.decision_log)
+            self._every(POLICY_POLL_INTERVAL, self._poll_policies)
+        self._every(HOUSEKEEPING_INTERVAL, self._housekeeping)
         log.info("distproxy ready: %s", json.dumps(ready, sort_keys=True))
         return ready
+
+    def _every(self, interval: float, fn: Any) -> None:
+        loop = task.LoopingCall(fn)
+        loop.clock = self.reactor
+        loop.start(interval, now=False)
+        self.loops.append(loop)
 
     def _advertise(self, alive: str, port: int, register_in: HostPort | None, registry: EpmdRegistry) -> None:
         """Make ``alive`` resolve to ``port``: in our own EPMD, or by registering in another."""
@@ -163,6 +181,12 @@ class ProxyService:
         self.registrations.append(registration)
 
     def stop(self) -> defer.Deferred[Any]:
+        for loop in self.loops:
+            if loop.running:
+                loop.stop()
+        self._housekeeping()
+        if self.decision_log is not None:
+            self.decision_log.close()
         for registration in self.registrations:
             registration.stop()
         for pair in list(self.pairs):
@@ -205,9 +229,26 @@ class ProxyService:
         return lookup_port(self.reactor, location.epmd, alive, self.config.handshake_timeout)
 
     # -- events from pairs ------------------------------------------------------------
+    def peer_hidden(self, peer: PeerConfig) -> bool:
+        if peer.hidden:
+            return True
+        policy = self.store.policy_for(peer.name) if self.store is not None else None
+        return bool(policy is not None and policy.limits.hidden)
+
+    def max_frame_bytes(self, peer_name: str) -> int:
+        limit = self.config.max_frame_bytes
+        policy = self.store.policy_for(peer_name) if self.store is not None else None
+        if policy is not None and policy.limits.max_frame_bytes:
+            limit = min(limit, policy.limits.max_frame_bytes)
+        return limit
+
     def new_pump(self, info: PairInfo, direction: Direction) -> FramePump:
-        hook: Hook = accept_all if self.hook_factory is None else self.hook_factory(info, direction)
-        return FramePump(direction, hook, self.config.max_frame_bytes)
+        hook: Hook = accept_all
+        if self.store is not None:
+            context = Context(peer_node=info.peer, trusted_node=info.trusted, negotiated_flags=info.flags)
+            hook = Enforcer(self.store, self.decisions, self.decision_log, context, direction,
+                            self.reactor.seconds)
+        return FramePump(direction, hook, self.max_frame_bytes(info.peer))
 
     def handshake_failed(self, pair: ConnectionPair, event: "hs.HandshakeFailed") -> None:
         self.counters[f"handshake_failed:{event.leg}"] += 1
@@ -221,5 +262,28 @@ class ProxyService:
     def pair_closed(self, pair: ConnectionPair) -> None:
         self.pairs.discard(pair)
 
+    # -- policies and housekeeping ------------------------------------------------------
     def reload(self) -> None:
-        log.info("SIGHUP: no policy engine configured yet; nothing to reload")
+        """SIGHUP: reload every policy file; an invalid one keeps the running set."""
+        if self.store is None:
+            log.info("reload: no policies configured")
+            return
+        self._report_reload(self.store.reload())
+
+    def _poll_policies(self) -> None:
+        assert self.store is not None
+        result = self.store.poll()
+        if result is not None:
+            self._report_reload(result)
+
+    def _report_reload(self, result: Any) -> None:
+        (log.info if result.ok else log.error)("%s", result.describe())
+
+    def _housekeeping(self) -> None:
+        now = self.reactor.seconds()
+        if self.decision_log is not None:
+            self.decision_log.tick(now)
+        try:
+            self.decisions.write_snapshot(self.config.stats_file, now)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.config.stats_file, exc)
