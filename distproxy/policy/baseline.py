@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from distproxy.term import Atom, Export, Fun
+from distproxy.term import Atom, Export, Fun, Pid
 
 from .globs import compile_globs
 from .inspect import NO_PAYLOAD, FrameView, spawn_mfa
@@ -80,6 +80,7 @@ _GEN_CALL = Atom("$gen_call")
 _GEN_CAST = Atom("$gen_cast")
 _GLOBAL = Atom("global")
 _PUT_CHARS = Atom("put_chars")
+_LOCK_SET = Atom("lock_set")
 
 
 @dataclass(frozen=True)
@@ -117,22 +118,18 @@ def _pats(*sources: str) -> tuple[Pattern, ...]:
 # tag -> (arity, index of a node field that must be the sending peer, or None)
 _GLOBAL_CASTS: dict[str, tuple[tuple[int, ...], int | None]] = {
     "init_connect": ((4,), 2),
-    "lock_is_set": ((4,), 1),
     "exchange": ((5,), 1),
-    "exchange_ops": ((5,), 1),
     "resolved": ((7,), 1),
     "new_nodes": ((6,), 1),
     "in_sync": ((3,), 1),
-    "async_del_name": ((3,), None),
-    "async_del_lock": ((3,), None),
-    "lock_set": ((4, 5), None),
+    "lock_set": ((4, 5), None),  # {lock_set, LockerPid, Set, Known[, Tag]}: pid checked
 }
+# (lock_is_set, exchange_ops, async_del_*, whereis are only ever sent locally in OTP 25)
 _GLOBAL_INFOS: dict[str, tuple[tuple[int, ...], int | None]] = {
     "init_connect_ack": ((4,), 1),
     "lost_connection": ((5,), 1),
     "remove_connection": ((2,), 1),
     "cancel_connect": ((3,), 1),
-    "whereis": ((3,), None),
 }
 # call request tag -> (arity, index of the Method fun or None)
 _GLOBAL_CALLS: dict[str, tuple[int, int | None]] = {
@@ -171,7 +168,12 @@ def global_message_ok(p: Any, peer: str) -> bool:
     if type(p) is not tuple or not p:
         return False
     if len(p) == 2 and p[0] == _GEN_CAST:
-        return _shape_ok(p[1], _GLOBAL_CASTS, peer)
+        c = p[1]
+        if not _shape_ok(c, _GLOBAL_CASTS, peer):
+            return False
+        if c[0] == _LOCK_SET:
+            return isinstance(c[1], Pid) and c[1].node.name == peer
+        return True
     if len(p) == 3 and p[0] == _GEN_CALL:
         req = p[2]
         if type(req) is not tuple or not req or type(req[0]) is not Atom:

@@ -121,7 +121,7 @@ GLOBAL_OK = [
     "{'$gen_cast', {lock_set, self(), true, []}}",
     "{'$gen_cast', {exchange, 'ec2_node@127.0.0.1', [], [], t}}",
     "{'$gen_cast', {resolved, 'ec2_node@127.0.0.1', [], [], unused, [], t}}",
-    "{'$gen_cast', {exchange_ops, 'ec2_node@127.0.0.1', t, [], []}}",
+    "{'$gen_cast', {new_nodes, 'ec2_node@127.0.0.1', [], [], [], []}}",
     "{'$gen_cast', {in_sync, 'ec2_node@127.0.0.1', true}}",
     "{lost_connection, 'ec2_node@127.0.0.1', 1, 2, 'bob@h'}",
     "{remove_connection, 'ec2_node@127.0.0.1'}",
@@ -138,7 +138,11 @@ GLOBAL_BAD = [
     "{remove_connection, 'my_desktop@127.0.0.1'}",
     "{'$gen_call', {self(), make_ref()}, stop}",
     "{'$gen_call', {self(), make_ref()}, {sync, []}}",
-    "{'$gen_cast', {async_del_name, n}}",
+    "{'$gen_cast', {async_del_name, n, self()}}",
+    "{'$gen_cast', {exchange_ops, 'ec2_node@127.0.0.1', t, [], []}}",
+    "{'$gen_cast', {lock_is_set, 'ec2_node@127.0.0.1', t, l}}",
+    "{'$gen_cast', {lock_set, trusted_pid(), true, [], t}}",
+    "{whereis, n, {self(), make_ref()}}",
     "whatever",
 ]
 
