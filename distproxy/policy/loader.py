@@ -44,7 +44,7 @@ _TOP_KEYS = ("policy", "description", "mode", "baseline", "limits", "to_peer", "
 _DIR_KEYS = ("default", "rules", "log_default")
 _RULE_KEYS = ("id", "description", "op", "to", "mfa", "call", "payload", "from_node",
               "to_node", "action", "log", "mode", "reply_error")
-_BASELINE_KEYS = ("enabled", "mode", "log", "allow_spawn", "allow_names", "pg_scopes",
+_BASELINE_KEYS = ("enabled", "mode", "allow_spawn", "allow_names", "pg_scopes",
                   "disable")
 _LIMIT_KEYS = {"max_frame_bytes": int, "max_atoms": int, "frames_per_second": int,
                "handshake_timeout_s": float, "hidden": bool}
@@ -335,11 +335,10 @@ def _parse_baseline(cx: _Ctx, m: Marked | None) -> BaselineConfig:
         return BaselineConfig()
     cx.unknown_keys(d, _BASELINE_KEYS, "baseline", where="baseline")
     kw: dict[str, Any] = {}
-    for key in ("enabled", "log"):
-        if key in d:
-            b = cx.boolean(d[key], key, where="baseline")
-            if b is not None:
-                kw[key] = b
+    if "enabled" in d:
+        b = cx.boolean(d["enabled"], "enabled", where="baseline")
+        if b is not None:
+            kw["enabled"] = b
     if "mode" in d:
         mo = cx.mode(d["mode"], where="baseline")
         if mo is not None:
