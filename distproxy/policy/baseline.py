@@ -90,6 +90,7 @@ class BaselineEntry:
     verdict: Verdict
     denies: Predicate  # True: the frame is denied by this entry
     reads_payload: bool
+    names: Callable[[str | None], bool] | None = None  # static filter on the target name
 
 
 def _deny_unless(shapes: tuple[Pattern, ...]) -> Callable[[FrameView], bool]:
@@ -218,9 +219,10 @@ def build_baseline(cfg: BaselineConfig) -> list[BaselineEntry]:
     entries: list[BaselineEntry] = []
 
     def add(name: str, kinds: tuple[str, ...], verdict: Verdict, denies: Predicate,
-            reads_payload: bool) -> None:
+            reads_payload: bool, names: Callable[[str | None], bool] | None = None) -> None:
         if name not in disabled:
-            entries.append(BaselineEntry(PREFIX + name, kinds, verdict, denies, reads_payload))
+            entries.append(BaselineEntry(PREFIX + name, kinds, verdict, denies, reads_payload,
+                                         names))
 
     # sender-node
     def foreign_sender(view: FrameView) -> bool:
@@ -261,7 +263,7 @@ def build_baseline(cfg: BaselineConfig) -> list[BaselineEntry]:
             return True
         return rex_denies(view)
 
-    add("rex", ("reg_send", "monitor"), Verdict.REJECT, rex, True)
+    add("rex", ("reg_send", "monitor"), Verdict.REJECT, rex, True, "rex".__eq__)
 
     # net-kernel
     nk_denies = _deny_unless(_pats("{'$gen_call', _, {is_auth, _}}"))
@@ -269,7 +271,7 @@ def build_baseline(cfg: BaselineConfig) -> list[BaselineEntry]:
     def net_kernel(view: FrameView) -> bool:
         return view.target_name() == "net_kernel" and nk_denies(view)
 
-    add("net-kernel", ("reg_send",), Verdict.REJECT, net_kernel, True)
+    add("net-kernel", ("reg_send",), Verdict.REJECT, net_kernel, True, "net_kernel".__eq__)
 
     # internal-names
     internal = compile_globs(OTP_INTERNAL_NAMES)
@@ -278,7 +280,8 @@ def build_baseline(cfg: BaselineConfig) -> list[BaselineEntry]:
         name = view.target_name()
         return name is not None and internal(name) and not allow_names(name)
 
-    add("internal-names", ("reg_send", "monitor"), Verdict.REJECT, internal_name, False)
+    add("internal-names", ("reg_send", "monitor"), Verdict.REJECT, internal_name, False,
+        lambda n: n is not None and internal(n) and not allow_names(n))
 
     # io-mfa
     def io_mfa(view: FrameView) -> bool:
@@ -296,7 +299,8 @@ def build_baseline(cfg: BaselineConfig) -> list[BaselineEntry]:
         p = view.payload()
         return p is NO_PAYLOAD or not global_message_ok(p, view.peer_node)
 
-    add("global", ("reg_send",), Verdict.REJECT, global_denied, True)
+    add("global", ("reg_send",), Verdict.REJECT, global_denied, True,
+        "global_name_server".__eq__)
 
     # pg
     scopes = compile_globs(cfg.pg_scopes) if cfg.pg_scopes else None
@@ -308,7 +312,8 @@ def build_baseline(cfg: BaselineConfig) -> list[BaselineEntry]:
         name = view.target_name()
         return name is not None and scopes is not None and scopes(name) and pg_denies(view)
 
-    add("pg", ("reg_send",), Verdict.DROP, pg, True)
+    add("pg", ("reg_send",), Verdict.DROP, pg, True,
+        lambda n: n is not None and scopes is not None and scopes(n))
 
     always: Predicate = lambda view: True  # noqa: E731
     add("no-exit2", ("exit2",), Verdict.DROP, always, False)

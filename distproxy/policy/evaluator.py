@@ -53,6 +53,7 @@ class _Compiled:
     decision: Decision  # payload_dependent=False
     decision_p: Decision  # payload_dependent=True
     source: Rule | BaselineEntry | None
+    names: Callable[[str | None], bool] | None = None  # static target-name filter
 
 
 def _node_matcher(globs: tuple[str, ...]) -> Callable[[str], bool]:
@@ -107,11 +108,28 @@ def _decisions(rule_id: str, verdict: Verdict, mode: Mode, log: bool, reason: st
             Decision(verdict, rule_id, mode, log, reason, True, reply_error))
 
 
+#: Kinds whose target may be a registered name (candidates are pre-filtered by name).
+NAME_KINDS = frozenset(("reg_send", "monitor", "demonitor"))
+#: Bound on the per-table cache of (kind, name) -> candidate rules.
+MAX_NAME_CACHE = 4096
+
+
 @dataclass(frozen=True)
 class _Table:
     by_kind: dict[str, tuple[_Compiled, ...]]
     any_kind: tuple[_Compiled, ...]
     default: _Compiled
+    by_name: dict[tuple[str, str | None], tuple[_Compiled, ...]]
+
+    def for_name(self, kind: str, name: str | None) -> tuple[_Compiled, ...]:
+        """The candidates of ``kind`` that can match a frame addressed to ``name``."""
+        key = (kind, name)
+        hit = self.by_name.get(key)
+        if hit is None:
+            hit = tuple(c for c in self.by_kind[kind] if c.names is None or c.names(name))
+            if len(self.by_name) < MAX_NAME_CACHE:
+                self.by_name[key] = hit
+        return hit
 
 
 @dataclass(frozen=True)
@@ -161,12 +179,16 @@ class PolicyEngine:
             reason = THREATS.get(e.id.removeprefix(PREFIX), "")
             d, dp_ = _decisions(e.id, e.verdict, bmode, self.policy.baseline.log, reason, None)
             compiled.append((e.kinds, _Compiled(e.id, (e.denies,), bmode is Mode.AUDIT,
-                                                e.verdict, d, dp_, e)))
+                                                e.verdict, d, dp_, e, e.names)))
         for r in dp.rules:
             mode = r.mode or file_mode
             d, dp_ = _decisions(r.id, r.action, mode, r.log, _describe_rule(r), r.reply_error)
+            names = None
+            if r.to:
+                g = compile_globs(r.to)
+                names = (lambda g: lambda n: n is not None and g(n))(g)
             compiled.append((r.ops, _Compiled(r.id, compile_rule_predicates(r),
-                                              mode is Mode.AUDIT, r.action, d, dp_, r)))
+                                              mode is Mode.AUDIT, r.action, d, dp_, r, names)))
         by_kind: dict[str, tuple[_Compiled, ...]] = {}
         for kind in KIND_NAMES:
             by_kind[kind] = tuple(c for kinds, c in compiled if not kinds or kind in kinds)
@@ -175,7 +197,7 @@ class PolicyEngine:
                             "no rule matched: the direction's default", None)
         default = _Compiled(DEFAULT_RULE_ID, (), file_mode is Mode.AUDIT, dp.default,
                             d, dp_, None)
-        return _Table(by_kind, any_kind, default)
+        return _Table(by_kind, any_kind, default, {})
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -191,6 +213,8 @@ class PolicyEngine:
         else:
             view = FrameView(message, direction, ctx.trusted_node, ctx.peer_node,
                              ctx.peer_node)
+        if message.kind in NAME_KINDS:
+            cands = table.for_name(message.kind, view.target_name())
         shadow: _Compiled | None = None
         final: _Compiled | None = None
         for c in cands:

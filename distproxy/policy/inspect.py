@@ -35,7 +35,7 @@ class FrameView:
     """One frame as seen by matchers during a single evaluation."""
 
     __slots__ = ("msg", "direction", "sender_node", "receiver_node", "peer_node",
-                 "consulted", "_payload", "_raw", "_call")
+                 "consulted", "_payload", "_raw", "_call", "_tname")
 
     def __init__(self, msg: Any, direction: str, sender_node: str, receiver_node: str,
                  peer_node: str) -> None:
@@ -48,6 +48,7 @@ class FrameView:
         self._payload: Any = _UNSET
         self._raw: bytes | None = None
         self._call: Any = _UNSET
+        self._tname: Any = _UNSET
 
     def raw_payload(self) -> tuple[bytes, int]:
         """(frame bytes, payload offset) without copying a bytes frame; offset -1 if no
@@ -84,8 +85,13 @@ class FrameView:
         return p
 
     def target_name(self) -> str | None:
-        t = self.msg.target
-        return t.name if type(t) is Atom else None
+        """The registered name a reg_send/monitor/demonitor addresses, else None."""
+        n = self._tname
+        if n is _UNSET:
+            t = self.msg.target
+            n = t.name if type(t) is Atom else None
+            self._tname = n
+        return n
 
     def call(self) -> MFA | None:
         """The function T would apply because of this frame (see :func:`inner_call`)."""

@@ -231,3 +231,17 @@ def test_context_helpers() -> None:
     c = Context("p@h", "t@h", 0)
     assert c.sender_node("from_peer") == "p@h" and c.receiver_node("from_peer") == "t@h"
     assert c.sender_node("to_peer") == "t@h"
+
+
+def test_name_prefilter_cache_is_bounded_and_correct() -> None:
+    from distproxy.policy import evaluator as ev
+
+    e = rules(rule("gw", "accept", op="[reg_send, monitor]", to='"gw_*"'))
+    table = e._tables["from_peer"]
+    for i in range(ev.MAX_NAME_CACHE + 50):
+        name = f"gw_{i}" if i % 2 else f"other_{i}"
+        assert table.for_name("reg_send", name) == (
+            table.by_kind["reg_send"] if i % 2 else ())
+    assert len(table.by_name) == ev.MAX_NAME_CACHE
+    assert decide(e, op="monitor", to="gw_x").rule_id == "gw"
+    assert decide(e, op="monitor").rule_id == "default"  # by pid: name None
