@@ -664,6 +664,30 @@ def _list_tail(stack: list, data: Any, pos: int, end: int, terms: int,
         return True, pos, terms
 
 
+#: memoryview inputs up to this size are copied to bytes for the fast path; larger ones
+#: get a window of FAST_WINDOW bytes (ETF is prefix-free: a term that decodes inside the
+#: window is the same term in the whole buffer; one that does not falls back).
+FAST_COPY_MAX = 1 << 20
+FAST_WINDOW = 1 << 16
+_FAST_MAX_DEPTH = 64
+
+
+def _try_fast(buf: Any, pos: int, end: int, isbytes: bool, max_binary: int) -> Any:
+    """Run the fast path; None means "use the reference decoder"."""
+    base = 0
+    if not isbytes:
+        base = pos
+        buf = buf[pos:end if end - pos <= FAST_COPY_MAX else pos + FAST_WINDOW].tobytes()
+        pos = 0
+    try:
+        value, stop = _fast_decode(buf, pos, max_binary)
+    except (_Bail, IndexError, struct.error):
+        return None
+    if stop > len(buf):
+        return None
+    return value, stop + base
+
+
 def _as_buffer(data: Any) -> tuple[Any, bool]:
     if type(data) is bytes:
         return data, True
@@ -696,10 +720,9 @@ def decode_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAUL
         if buf[pos] != T.VERSION:
             raise DecodeError(pos, f"expected the version byte 131, got {buf[pos]}")
         pos += 1
-    if (isbytes and end == size and pos < end and buf[pos] == T.SMALL_TUPLE_EXT
-            and limits.max_terms >= _FAST_MIN_TERMS and limits.max_depth >= 3
-            and limits.max_atom_chars == T.MAX_ATOM_CHARS):
-        result = _fast_tuple(buf, pos)
+    if (end == size and end - pos <= limits.max_terms
+            and limits.max_depth >= _FAST_MAX_DEPTH and limits.max_atom_chars == T.MAX_ATOM_CHARS):
+        result = _try_fast(buf, pos, end, isbytes, limits.max_binary_bytes)
         if result is not None:
             return result
     if not SAFETY_NET:
@@ -716,6 +739,7 @@ def decode_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAUL
 def decode(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> Any:
     """Decode a complete term: version byte 131, one term, no trailing bytes."""
     if limits is DEFAULT_LIMITS and type(data) is bytes and data.startswith(b"\x83h"):
+        # control tuples: skip decode_at's generic set-up
         result = _fast_tuple(data, 1)
         if result is not None and result[1] == len(data):
             return result[0]
@@ -726,3 +750,8 @@ def decode(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> Any:
     if stop != size:
         raise DecodeError(stop, f"{size - stop} trailing bytes after the term")
     return term
+
+
+from .fast import FAST_MAX_DEPTH as _FMD, _Bail, fast_decode as _fast_decode  # noqa: E402
+
+assert _FMD == _FAST_MAX_DEPTH

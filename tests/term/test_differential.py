@@ -13,9 +13,11 @@ from distproxy.term import (DecodeError, Fun, ImproperList, MapKey, Pid, Port, R
 from distproxy.term.skip import skip_at
 
 from .strategies import otp_refs, terms
+from .test_properties import _reference
 from .test_vectors import VECTORS
 
-pytestmark = pytest.mark.erlang
+pytestmark = [pytest.mark.erlang,
+              pytest.mark.filterwarnings("ignore:Generating overly large repr")]
 
 
 def test_hardcoded_vectors_agree_with_node(erl_agent) -> None:
@@ -105,11 +107,14 @@ def test_mutation_fuzz_on_real_corpus(erl_agent) -> None:
     for i in range(6000):
         data = _mutate(rng, rng.choice(corpus))
         start = time.perf_counter()
+        reference = _reference(data)
         try:
             term = decode(data)
         except DecodeError:
-            pass
+            assert reference == "error" or "trailing" in repr(reference) or \
+                reference[1] != len(data)
         else:
+            assert repr(reference) == repr((term, len(data)))
             accepted += 1
             if i % 3 == 0:  # ask the node about a share of what we accept
                 node = erl_agent.roundtrip(data)

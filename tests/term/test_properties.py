@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distproxy.term import DecodeError, decode, decode_at, encode
+from distproxy.term import DEFAULT_LIMITS, DecodeError, decode, decode_at, encode
+from distproxy.term import decoder
 from distproxy.term.skip import skip_at
 
 from .strategies import terms
+
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -23,16 +28,33 @@ def test_roundtrip(term: object) -> None:
     data = encode(term)
     assert decode(data) == term
     assert encode(decode(data)) == data
+    assert repr(_reference(data)) == repr((decode(data), len(data)))
     assert skip_at(data, 0) == len(data)
     assert decode_at(data[1:] + b"tail", 0, versioned=False) == (term, len(data) - 1)
 
 
+def _reference(data: bytes) -> object:
+    """The reference (iterative) decoder's outcome, bypassing the fast paths."""
+    if not data or data[0] != 131:
+        return "error"
+    try:
+        return decoder._decode(data, 1, len(data), DEFAULT_LIMITS, True)
+    except DecodeError:
+        return "error"
+
+
 def _only_decode_errors(data: bytes) -> None:
-    """Decode must return or raise DecodeError; skip_at must agree on the end offset."""
+    """Decode must return or raise DecodeError; skip_at must agree on the end offset;
+    the fast paths must agree with the reference decoder."""
     start = time.perf_counter()
+    reference = _reference(data)
     try:
         term, end = decode_at(data, 0)
+        assert reference == (term, end) and repr(reference) == repr((term, end))
+        view_result = decode_at(memoryview(data), 0)
+        assert repr(view_result) == repr((term, end))
     except DecodeError as err:
+        assert reference == "error"
         assert isinstance(err.offset, int) and err.reason
         try:
             skip_end = skip_at(data, 0)
