@@ -66,15 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_commands() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
-    """Subcommands contributed by other packages (policy tooling, demo, stats)."""
-    adders: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
-    try:
-        from distproxy.policy.cli import add_subcommands
-    except ImportError:
-        pass
-    else:
-        adders.append(add_subcommands)
-    return adders
+    """Subcommands contributed by other modules (policy tooling, demo)."""
+    from distproxy.demo import add_subcommand as add_demo
+    from distproxy.policy.cli import add_subcommands as add_policy_tools
+
+    return [add_policy_tools, add_demo]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Example policies, installed as ``distproxy.example_policies`` (used by ``distproxy demo``)."""

@@ -1,0 +1,42 @@
+"""`distproxy demo`: README's first command, run as a newcomer would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.erlang
+
+
+def processes_using(path: Path) -> list[int]:
+    """Pids of processes with a file open under ``path`` (their logs, config, ...)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            targets = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except OSError:
+            continue
+        if any(t.startswith(str(path)) for t in targets):
+            found.append(int(entry.name))
+    return found
+
+
+def test_demo_prints_the_table_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "-m", "distproxy", "demo", "--workdir", str(workdir)],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "every verdict matched the policy" in out
+    for expected in ("baseline:no-spawn", "gateway-refused", "baseline:internal-names", "baseline:no-exit2",
+                     "my_desktop -> ec2_node", "bob_colo -> my_desktop", "to_peer", "from_peer"):
+        assert expected in out, expected
+    assert "NO" not in [line.split()[-1] for line in out.splitlines() if line[:2].strip().isdigit()]
+    assert (workdir / "var" / "decisions.jsonl").read_text().strip()
+    assert processes_using(workdir) == []
