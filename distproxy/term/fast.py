@@ -143,7 +143,18 @@ def _elements(data: bytes, p: int, n: int, depth: int, max_binary: int) -> tuple
             value = data[p + 1]
             p += 2
         elif tag == 104:
-            value, p = _tuple(data, p + 2, data[p + 1], depth, max_binary)
+            n_inner = data[p + 1]
+            if n_inner:
+                if depth >= FAST_MAX_DEPTH:
+                    raise _Bail
+                value, p = _elements(data, p + 2, n_inner, depth, max_binary)
+                value = tuple(value)
+            else:
+                value = ()
+                p += 2
+        elif tag == 98:
+            value = _i32(data, p + 1)[0]
+            p += 5
         elif tag == 88:
             stop = p + 15 + data[p + 2]
             value = _PID_CACHE.get(data[p:stop])

@@ -12,7 +12,8 @@ import struct
 from typing import Any
 
 from . import tags as T
-from .decoder import (SAFETY_NET, _as_buffer, _read_atom, _read_pid, _read_rare,
+from . import decoder as _decoder
+from .decoder import (_as_buffer, _read_atom, _read_pid, _read_rare,
                       _read_ref, _read_small_int, _truncated)
 from .errors import DecodeError
 from .limits import DEFAULT_LIMITS, Limits
@@ -44,7 +45,7 @@ def skip_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAULT_
         raise
     except (IndexError, struct.error, ValueError, TypeError, OverflowError, KeyError,
             RecursionError, MemoryError) as exc:
-        if not SAFETY_NET:
+        if not _decoder.SAFETY_NET:
             raise
         raise DecodeError(offset, f"malformed input ({type(exc).__name__})") from None
 
@@ -104,7 +105,6 @@ def _skip(data: Any, pos: int, end: int, limits: Limits, isbytes: bool) -> int:
                     room = end - pos
                     if tag == T.MAP_EXT:
                         room //= 2
-                        n_elems = 2 * n
                 if n > room:
                     raise DecodeError(pos - (2 if tag == T.SMALL_TUPLE_EXT else 5),
                                       f"{T.NAMES[tag]} claims {n} elements, only {end - pos} bytes left")
