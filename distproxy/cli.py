@@ -52,6 +52,44 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run.set_defaults(handler=handler)
 
 
+def _add_stats(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    stats = subparsers.add_parser(
+        "stats", help="print the running proxy's decision counters",
+        description="Print the counters (per peer, direction, op and verdict) that a running "
+        "`distproxy run` writes to its stats file every few seconds and on exit.",
+        epilog="example: distproxy stats --config /etc/distproxy/distproxy.yaml",
+    )
+    source = stats.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", "-c", metavar="FILE", help="the proxy's configuration (finds stats_file)")
+    source.add_argument("--file", metavar="PATH", help="a stats snapshot file")
+    stats.add_argument("--json", action="store_true", help="print the raw snapshot as JSON")
+
+    def handler(args: argparse.Namespace) -> int:
+        import json
+
+        from distproxy.config import ConfigError, load_config
+        from distproxy.policy import format_stats, read_snapshot
+
+        if args.file:
+            path = args.file
+        else:
+            try:
+                path = str(load_config(args.config).stats_file)
+            except ConfigError as exc:
+                print(f"distproxy: {exc}", file=sys.stderr)
+                return 2
+        try:
+            snapshot = read_snapshot(path)
+        except (OSError, ValueError) as exc:
+            print(f"distproxy: cannot read {path}: {exc} (is `distproxy run` running with this config?)",
+                  file=sys.stderr)
+            return 1
+        print(json.dumps(snapshot, indent=2, sort_keys=True) if args.json else format_stats(snapshot))
+        return 0
+
+    stats.set_defaults(handler=handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="distproxy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -60,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"distproxy {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(subparsers)
+    _add_stats(subparsers)
     for add in _optional_commands():
         add(subparsers)
     return parser
@@ -76,7 +115,8 @@ def _optional_commands() -> list[Callable[[argparse._SubParsersAction], None]]: 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
+    # `handler` for the commands defined here, `func` for the policy tools' commands.
+    handler = getattr(args, "handler", None) or getattr(args, "func", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return 2

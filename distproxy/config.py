@@ -9,6 +9,7 @@ The key reference below (``KEYS``) is the single source for ``distproxy run --he
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 from dataclasses import dataclass
@@ -47,7 +48,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("peers[].policy", "policy file for this peer (required; see `distproxy check --help`)"),
     ("peers[].address", "host distproxy dials to reach the peer (default: the host part of its name)"),
     ("peers[].port", "the peer's fixed distribution port (default: ask peers[].epmd)"),
-    ("peers[].epmd", "HOST:PORT of the peer's EPMD (default: front_epmd.serve if served, else ADDRESS:4369)"),
+    ("peers[].epmd", "HOST:PORT of the peer's EPMD (default: ADDRESS:4369; for a peer on this host's "
+                     "loopback, the front EPMD distproxy serves, where such peers register)"),
     ("peers[].listen_port", "port of the listener the trusted node dials for this peer (default 0, any)"),
     ("peers[].hidden", "true: clear DFLAG_PUBLISHED on this pair, so the connection is hidden (no global/rex sync)"),
 )
@@ -289,10 +291,21 @@ def _epmd(reader: _Reader | None, key: str, path: Path, default_serve: HostPort 
     return EpmdSpec(serve, register_in)
 
 
-def _location(reader: _Reader, name: str, default_epmd: HostPort | None) -> NodeLocation:
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _location(reader: _Reader, name: str, default_epmd: HostPort | None, local_only: bool) -> NodeLocation:
+    """Where a node is found. ``default_epmd`` applies to every address, or with
+    ``local_only`` only to loopback addresses (a remote peer registers on its own host)."""
     address = reader.string("address", default=name.split("@", 1)[1])
     assert address is not None
     port = reader.integer("port", None, 1, 65535)
+    if local_only and not _is_loopback(address):
+        default_epmd = None
     epmd = reader.host_port("epmd", default_epmd)
     if port is None and epmd is None:
         epmd = HostPort(address, DEFAULT_EPMD_PORT)
@@ -333,7 +346,8 @@ def load_config(path: Path | str, text: str | None = None) -> ProxyConfig:
     trusted = TrustedConfig(
         name=trusted_name,
         cookie=_cookie(trusted_reader),
-        location=_location(trusted_reader, trusted_name, back_epmd.serve or back_epmd.register_in),
+        location=_location(trusted_reader, trusted_name, back_epmd.serve or back_epmd.register_in,
+                           local_only=False),
     )
 
     peers_node = root.get("peers")
@@ -360,7 +374,7 @@ def load_config(path: Path | str, text: str | None = None) -> ProxyConfig:
             name=name,
             cookie=cookie,
             policy=policy,
-            location=_location(reader, name, front_epmd.serve),
+            location=_location(reader, name, front_epmd.serve, local_only=True),
             listen_port=reader.integer("listen_port", 0, 0, 65535) or 0,
             hidden=reader.boolean("hidden", False),
         ))

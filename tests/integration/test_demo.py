@@ -40,3 +40,15 @@ def test_demo_prints_the_table_and_leaves_nothing_behind(tmp_path: Path) -> None
     assert "NO" not in [line.split()[-1] for line in out.splitlines() if line[:2].strip().isdigit()]
     assert (workdir / "var" / "decisions.jsonl").read_text().strip()
     assert processes_using(workdir) == []
+
+
+def test_stats_reads_the_counters_the_demo_left(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    subprocess.run([sys.executable, "-m", "distproxy", "demo", "--workdir", str(workdir)],
+                   capture_output=True, text=True, timeout=180, check=True)
+    result = subprocess.run([sys.executable, "-m", "distproxy", "stats", "--config", str(workdir / "distproxy.yaml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    spawn_rows = [r for r in rows if r[:3] == ["ec2_node@127.0.0.1", "from_peer", "spawn_request"]]
+    assert spawn_rows and int(spawn_rows[0][5]) >= 1  # the refused rpc:call, counted as reject
