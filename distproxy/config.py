@@ -24,13 +24,14 @@ DEFAULT_MAX_FRAME_BYTES = 128 * 1024 * 1024
 MIN_FRAME_BYTES = 64 * 1024
 MAX_FRAME_BYTES_LIMIT = 2**32 - 1
 DEFAULT_EPMD_PORT = 4369
+LOOPBACK = "127.0.0.1"
 MAX_COOKIE_BYTES = 255  # cookies are atoms
 
 # (key path, meaning) — printed by `distproxy run --help`.
 KEYS: tuple[tuple[str, str], ...] = (
     ("trusted.name", "full node name of the protected node, e.g. my_desktop@10.0.0.1 (required)"),
     ("trusted.cookie | trusted.cookie_file", "its cookie, inline or in a file (relative to the config); exactly one"),
-    ("trusted.address", "host distproxy dials to reach it (default: the host part of its name)"),
+    ("trusted.address", "host distproxy dials to reach it (default 127.0.0.1: the trusted node listens on loopback)"),
     ("trusted.port", "its fixed distribution port (default: ask trusted.epmd)"),
     ("trusted.epmd", "HOST:PORT of the EPMD it registers in (default: back_epmd.serve)"),
     ("listen", "HOST:PORT where peers reach distproxy posing as the trusted node (default 0.0.0.0:0, any port)"),
@@ -298,10 +299,11 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _location(reader: _Reader, name: str, default_epmd: HostPort | None, local_only: bool) -> NodeLocation:
+def _location(reader: _Reader, name: str, default_epmd: HostPort | None, local_only: bool,
+              default_address: str | None = None) -> NodeLocation:
     """Where a node is found. ``default_epmd`` applies to every address, or with
     ``local_only`` only to loopback addresses (a remote peer registers on its own host)."""
-    address = reader.string("address", default=name.split("@", 1)[1])
+    address = reader.string("address", default=default_address or name.split("@", 1)[1])
     assert address is not None
     port = reader.integer("port", None, 1, 65535)
     if local_only and not _is_loopback(address):
@@ -347,7 +349,7 @@ def load_config(path: Path | str, text: str | None = None) -> ProxyConfig:
         name=trusted_name,
         cookie=_cookie(trusted_reader),
         location=_location(trusted_reader, trusted_name, back_epmd.serve or back_epmd.register_in,
-                           local_only=False),
+                           local_only=False, default_address=LOOPBACK),
     )
 
     peers_node = root.get("peers")

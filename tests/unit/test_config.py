@@ -50,6 +50,7 @@ def test_a_good_config_loads_with_defaults(workdir: Path) -> None:
     assert peer.policy == (workdir / "policy.yaml").resolve()
     # The trusted node registers in the back EPMD, whatever its host name says.
     assert config.trusted.location.epmd.port == 14370  # type: ignore[attr-defined]
+    assert config.trusted.location.address == "127.0.0.1"  # type: ignore[attr-defined]
     assert config.handshake_timeout == 7.0  # type: ignore[attr-defined]
 
 
