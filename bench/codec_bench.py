@@ -13,7 +13,7 @@ import sys
 import timeit
 from typing import Any, Callable
 
-from distproxy.term import Atom, Pid, Reference, decode, encode
+from distproxy.term import Atom, ImproperList, Pid, Reference, decode, encode
 
 try:
     import erlang as erlang_py
@@ -37,8 +37,7 @@ def messages() -> list[tuple[str, Any]]:
         ("MONITOR_P {19,P,Name,Ref}", (19, PID, Atom("rex"), REF)),
         ("SPAWN_REQUEST {29,...}", (29, REF, PID, PID2,
                                     (Atom("erpc"), Atom("execute_call"), 4), [Atom("monitor")])),
-        ("gen_call payload", (Atom("$gen_call"), (PID, [Atom("alias"), ALIAS][:1] and
-                                                  _improper_alias()),
+        ("gen_call payload", (Atom("$gen_call"), (PID, ImproperList((Atom("alias"),), ALIAS)),
                               (Atom("get_status"), Atom("worker_17")))),
         ("1 KiB binary payload", bytes(range(256)) * 4),
         ("100 small tuples", [(i, Atom("item"), i * 3) for i in range(100)]),
@@ -46,11 +45,6 @@ def messages() -> list[tuple[str, Any]]:
                          Atom("tags"): [Atom("a"), Atom("b")], Atom("ratio"): 0.75,
                          Atom("ref"): REF}),
     ]
-
-
-def _improper_alias() -> Any:
-    from distproxy.term import ImproperList
-    return ImproperList((Atom("alias"),), ALIAS)
 
 
 def best_time(fn: Callable[[], Any], repeat: int, budget: float) -> float:

@@ -39,7 +39,34 @@ an Erlang node but is not byte-identical to OTP's own encoding (that follows OTP
 internal hash; reproducing it is out of scope).
 
 Equality follows Erlang exact equality where Python allows it; it cannot for numbers
-(``1 == 1.0`` in Python), which is why maps need :class:`MapKey` for that case.
+(``1 == 1.0`` in Python), which is why maps need :class:`MapKey` for that case. Map keys
+nested too deeply to sort (hundreds of levels) are written in dict order.
+
+API:
+
+- ``decode(data, limits=DEFAULT_LIMITS)``: whole input, 131 first, no trailing bytes.
+- ``decode_at(data, offset=0, limits=DEFAULT_LIMITS, *, versioned=True) -> (term, end)``:
+  one term; trailing bytes allowed (a dist frame has a payload after the control term).
+  Accepts ``bytes`` or any buffer (``memoryview`` of the receive buffer); binaries in the
+  result are always ``bytes`` copies.
+- ``skip_at(data, offset=0, limits=DEFAULT_LIMITS, versioned=True) -> end``: the same
+  validation and limits without building the term (except map-key uniqueness).
+- ``encode(term, *, versioned=True) -> bytes``: OTP's bytes (minor_version 2).
+
+Limits (:class:`Limits`, frozen; ``DEFAULT_LIMITS``): max_input_bytes 128 MiB,
+max_depth 1024, max_terms 8 Mi, max_atom_chars 255, max_bignum_bytes 1024,
+max_binary_bytes 128 MiB. Claimed lengths are checked against the bytes left before any
+allocation, so a LIST_EXT claiming 2**32 elements in ten bytes fails at once.
+
+Refused with DecodeError: compressed terms (80), ATOM_CACHE_REF (82, the dist layer's
+business), FUN_EXT (117), LOCAL_EXT (121), unknown tags, NaN/infinite floats, invalid
+UTF-8 atoms, atoms over 255 characters, references of 0 or more than 5 words, bitstrings
+whose bit count breaks OTP's rule (1..8, and 0 exactly when empty), bignum sign bytes
+other than 0/1, duplicate map keys, NEW_FUN_EXT whose Size field lies.
+
+Performance: a recursive fast path (fast.py) decodes the common shapes and falls back to
+the iterative reference decoder (decoder.py) on anything unusual; atoms and pids are
+cached by their raw bytes in bounded caches (cleared when full).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import tags as T
 from .errors import EncodeError
-from .order import order_key
+from .order import TooDeepToSort as _TooDeep, order_key
 from .types import (Atom, BitBinary, Export, Fun, ImproperList, MapKey, Pid, Port,
                     Reference)
 
@@ -129,6 +129,8 @@ def _map_items(t: dict) -> list:
                 items.sort(key=lambda kv: kv[0].name)
             else:
                 items.sort(key=lambda kv: order_key(kv[0]))
+        except _TooDeep:
+            pass  # keys nested too deeply to sort here: keep dict (= wire) order
         except TypeError:
             raise EncodeError("map keys cannot be ordered") from None
     return items

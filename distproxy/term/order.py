@@ -17,12 +17,16 @@ from .types import (Atom, BitBinary, Export, Fun, ImproperList, MapKey, Pid, Por
 _NIL_KEY = (8,)
 
 
+class TooDeepToSort(EncodeError):
+    """A map key nests too deeply for the (recursive) order key; see encoder._map_items."""
+
+
 def order_key(term: Any) -> tuple:
     """A Python-comparable key reproducing Erlang map-key order for ``term``."""
     try:
         return _key(term)
     except RecursionError:
-        raise EncodeError("map key too deeply nested to sort") from None
+        raise TooDeepToSort("map key too deeply nested to sort") from None
 
 
 def _key(t: Any) -> tuple:
