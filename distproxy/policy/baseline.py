@@ -63,7 +63,8 @@ THREATS: dict[str, str] = {
     "internal-names": "OTP-internal servers: auth (cookie theft), init (halt/restart), "
                       "code_server (load_binary), supervisors (start_child), io servers, "
                       "logger, file_server_2, ...; monitors on them get DOWN noproc",
-    "io-mfa": "io protocol put_chars with {M, F, A}: the io server applies the MFA",
+    "io-mfa": "io protocol put_chars with {M, F, A}: the io server applies the MFA "
+              "(allow_io_mfa, default io_lib:*/*, lists what io:format/io:write send)",
     "global": "global_name_server abuse: {registrar, Fun} runs Fun, register with a "
               "foreign fun, forged lost_connection partitions the cluster; only the "
               "documented connection/lock/name shapes pass, node fields must be the peer",
@@ -186,27 +187,30 @@ def global_message_ok(p: Any, peer: str) -> bool:
     return _shape_ok(p, _GLOBAL_INFOS, peer)
 
 
-def _has_put_chars_mfa(t: Any, depth: int = 0) -> bool:
-    """An io ``put_chars`` request carrying ``M, F, A`` anywhere in ``t``."""
+def _has_put_chars_mfa(t: Any, allowed: Callable[[Any], bool], depth: int = 0) -> bool:
+    """An io ``put_chars`` request carrying a non-allowed ``M, F, A`` anywhere in ``t``."""
     if depth > 64:
         return True  # deeper than any io request; the codec bounds depth anyway
     tt = type(t)
     if tt is tuple:
         if t and t[0] == _PUT_CHARS:
             n = len(t)
+            mfa = None
             if n == 5 and type(t[2]) is Atom and type(t[3]) is Atom:
+                mfa = (t[2], t[3], len(t[4]) if type(t[4]) is list else -1)
+            elif n == 4 and type(t[1]) is Atom and type(t[2]) is Atom:
+                mfa = (t[1], t[2], len(t[3]) if type(t[3]) is list else -1)
+            if mfa is not None and not allowed(mfa):
                 return True
-            if n == 4 and type(t[1]) is Atom and type(t[2]) is Atom and type(t[3]) is list:
-                return True
-        return any(_has_put_chars_mfa(x, depth + 1) for x in t)
+        return any(_has_put_chars_mfa(x, allowed, depth + 1) for x in t)
     if tt is list:
-        return any(_has_put_chars_mfa(x, depth + 1) for x in t)
+        return any(_has_put_chars_mfa(x, allowed, depth + 1) for x in t)
     if tt is dict:
-        return any(_has_put_chars_mfa(v, depth + 1) for v in t.values())
+        return any(_has_put_chars_mfa(v, allowed, depth + 1) for v in t.values())
     items = getattr(t, "items", None)  # ImproperList
     if isinstance(items, tuple):
-        return any(_has_put_chars_mfa(x, depth + 1) for x in items) or \
-            _has_put_chars_mfa(getattr(t, "tail", None), depth + 1)
+        return any(_has_put_chars_mfa(x, allowed, depth + 1) for x in items) or \
+            _has_put_chars_mfa(getattr(t, "tail", None), allowed, depth + 1)
     return False
 
 
@@ -284,11 +288,13 @@ def build_baseline(cfg: BaselineConfig) -> list[BaselineEntry]:
         lambda n: n is not None and internal(n) and not allow_names(n))
 
     # io-mfa
+    io_allowed = compile_mfas(cfg.allow_io_mfa) if cfg.allow_io_mfa else (lambda mfa: False)
+
     def io_mfa(view: FrameView) -> bool:
         if not view.payload_contains(b"put_chars"):
             return False
         p = view.payload()
-        return p is not NO_PAYLOAD and _has_put_chars_mfa(p)
+        return p is not NO_PAYLOAD and _has_put_chars_mfa(p, io_allowed)
 
     add("io-mfa", ("send", "reg_send", "alias_send"), Verdict.DROP, io_mfa, True)
 

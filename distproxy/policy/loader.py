@@ -44,7 +44,7 @@ _TOP_KEYS = ("policy", "description", "mode", "baseline", "limits", "to_peer", "
 _DIR_KEYS = ("default", "rules", "log_default")
 _RULE_KEYS = ("id", "description", "op", "to", "mfa", "call", "payload", "from_node",
               "to_node", "action", "log", "mode", "reply_error")
-_BASELINE_KEYS = ("enabled", "mode", "allow_spawn", "allow_names", "pg_scopes",
+_BASELINE_KEYS = ("enabled", "mode", "allow_spawn", "allow_io_mfa", "allow_names", "pg_scopes",
                   "disable")
 _LIMIT_KEYS = {"max_frame_bytes": int, "max_atoms": int, "frames_per_second": int,
                "handshake_timeout_s": float, "hidden": bool}
@@ -343,12 +343,13 @@ def _parse_baseline(cx: _Ctx, m: Marked | None) -> BaselineConfig:
         mo = cx.mode(d["mode"], where="baseline")
         if mo is not None:
             kw["mode"] = mo
-    if "allow_spawn" in d and d["allow_spawn"].value == []:
-        kw["allow_spawn"] = ()
-    elif "allow_spawn" in d:
-        got = cx.mfas(d["allow_spawn"], "allow_spawn", where="baseline")
-        if got is not None:
-            kw["allow_spawn"] = got
+    for key in ("allow_spawn", "allow_io_mfa"):
+        if key in d and d[key].value == []:
+            kw[key] = ()
+        elif key in d:
+            got = cx.mfas(d[key], key, where="baseline")
+            if got is not None:
+                kw[key] = got
     for key in ("allow_names", "pg_scopes"):
         if key in d:
             if d[key].value == []:

@@ -104,6 +104,8 @@ class BaselineConfig:
     allow_spawn: tuple[MfaSpec, ...] = ()
     allow_names: tuple[str, ...] = ()
     pg_scopes: tuple[str, ...] = ("pg",)
+    #: put_chars MFAs io servers may apply (io:format/io:write send io_lib ones)
+    allow_io_mfa: tuple[MfaSpec, ...] = (MfaSpec("io_lib:*/*", "io_lib", "*", None),)
     disable: tuple[str, ...] = ()  # entry ids switched off
 
 

@@ -226,3 +226,14 @@ def test_baseline_audit_mode() -> None:
         "    - id: hard\n      op: spawn_request\n      action: drop\n")
     d = decide(engine_from(text), op="spawn_request", call="os:cmd/1")
     assert (d.rule_id, d.action) == ("hard", Verdict.DROP)
+
+
+def test_io_lib_put_chars_allowed_by_default(base: PolicyEngine) -> None:
+    fmt = "{io_request, self(), r, {put_chars, unicode, io_lib, format, [\"hi~n\", []]}}"
+    check(base, "accept", "default", op="send", payload=fmt)
+    strict = engine("baseline: {allow_io_mfa: []}\n")
+    check(strict, "drop", "baseline:io-mfa", op="send", payload=fmt)
+    custom = engine('baseline: {allow_io_mfa: ["my_fmt:line/1"]}\n')
+    check(custom, "accept", "default", op="send",
+          payload="{io_request, self(), r, {put_chars, unicode, my_fmt, line, [x]}}")
+    check(custom, "drop", "baseline:io-mfa", op="send", payload=fmt)
