@@ -320,7 +320,6 @@ def _build_map(acc: list, start: int) -> dict:
 
 
 _REF_WORDS = [None] + [struct.Struct(">" + "I" * (w + 1)).unpack_from for w in range(1, 6)]
-_FAST_MIN_TERMS = 4096
 
 
 def _fast_tuple(data: bytes, pos: int, nested: bool = False) -> Any:
@@ -664,28 +663,46 @@ def _list_tail(stack: list, data: Any, pos: int, end: int, terms: int,
         return True, pos, terms
 
 
-#: memoryview inputs up to this size are copied to bytes for the fast path; larger ones
-#: get a window of FAST_WINDOW bytes (ETF is prefix-free: a term that decodes inside the
-#: window is the same term in the whole buffer; one that does not falls back).
+#: Buffers that are not ``bytes`` are copied for the fast path: first a small window
+#: (enough for any control term), then, if the term did not fit, up to FAST_COPY_MAX
+#: bytes. ETF is prefix-free, so a term that decodes inside a window is the same term in
+#: the whole buffer; one that does not fit falls back to the reference decoder.
+FAST_FIRST_WINDOW = 4096
 FAST_COPY_MAX = 1 << 20
-FAST_WINDOW = 1 << 16
 _FAST_MAX_DEPTH = 64
 
 
-def _try_fast(buf: Any, pos: int, end: int, isbytes: bool, max_binary: int) -> Any:
-    """Run the fast path; None means "use the reference decoder"."""
-    base = 0
-    if not isbytes:
-        base = pos
-        buf = buf[pos:end if end - pos <= FAST_COPY_MAX else pos + FAST_WINDOW].tobytes()
-        pos = 0
+def _fast_attempt(chunk: bytes, pos: int, max_binary: int) -> Any:
     try:
-        value, stop = _fast_decode(buf, pos, max_binary)
+        value, stop = _fast_decode(chunk, pos, max_binary)
     except (_Bail, IndexError, struct.error):
         return None
-    if stop > len(buf):
+    return (value, stop) if stop <= len(chunk) else None
+
+
+def _try_fast(buf: Any, pos: int, end: int, isbytes: bool, limits: Limits) -> Any:
+    """Run the fast path; None means "use the reference decoder".
+
+    The fast path bounds depth itself (64) and checks binary sizes; the term count is
+    bounded by the bytes consumed, checked on success.
+    """
+    max_binary = limits.max_binary_bytes
+    if isbytes:
+        if end != len(buf):
+            return None
+        result = _fast_attempt(buf, pos, max_binary)
+        if result is None or result[1] - pos > limits.max_terms:
+            return None
+        return result
+    remaining = end - pos
+    first = remaining if remaining <= FAST_FIRST_WINDOW else FAST_FIRST_WINDOW
+    result = _fast_attempt(buf[pos:pos + first].tobytes(), 0, max_binary)
+    if result is None and remaining > first:
+        size = remaining if remaining <= FAST_COPY_MAX else FAST_COPY_MAX
+        result = _fast_attempt(buf[pos:pos + size].tobytes(), 0, max_binary)
+    if result is None or result[1] > limits.max_terms:
         return None
-    return value, stop + base
+    return result[0], result[1] + pos
 
 
 def _as_buffer(data: Any) -> tuple[Any, bool]:
@@ -720,9 +737,8 @@ def decode_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAUL
         if buf[pos] != T.VERSION:
             raise DecodeError(pos, f"expected the version byte 131, got {buf[pos]}")
         pos += 1
-    if (end == size and end - pos <= limits.max_terms
-            and limits.max_depth >= _FAST_MAX_DEPTH and limits.max_atom_chars == T.MAX_ATOM_CHARS):
-        result = _try_fast(buf, pos, end, isbytes, limits.max_binary_bytes)
+    if limits.max_depth >= _FAST_MAX_DEPTH and limits.max_atom_chars == T.MAX_ATOM_CHARS:
+        result = _try_fast(buf, pos, end, isbytes, limits)
         if result is not None:
             return result
     if not SAFETY_NET:

@@ -227,3 +227,22 @@ def test_truncated_prefixes_of_every_tag() -> None:
             decode(data[:cut])
         with pytest.raises(DecodeError):
             skip_at(data[:cut], 0)
+
+
+@pytest.mark.parametrize("payload_size", [10, 5000, 2_000_000])
+def test_windows_for_buffers_and_big_frames(payload_size: int) -> None:
+    from distproxy.term import Pid
+    control = (22, Pid(Atom("a@b"), 1, 0, 1), Pid(Atom("c@d"), 2, 0, 1))
+    payload = (Atom("big"), [b"x" * 100] * (payload_size // 100), 1.5)
+    frame = b"p" + encode(control) + encode(payload)
+    for buf in (frame, memoryview(frame), bytearray(frame)):
+        term, end = decode_at(buf, 1)
+        assert term == control
+        term2, end2 = decode_at(buf, end)
+        assert term2 == payload and end2 == len(frame)
+        assert skip_at(buf, end) == len(frame)
+
+
+def test_bench_smoke() -> None:
+    from bench.codec_bench import main
+    assert main(["--quick"]) == 0
