@@ -331,7 +331,7 @@ def cmd_test(args: argparse.Namespace, out: TextIO | None = None,
                 ok, detail = run_case(engine, c)
                 if ok:
                     passed += 1
-                    if args.verbose:
+                    if not args.quiet:
                         print(f"  PASS {c.name}", file=out)
                 else:
                     failed += 1
@@ -400,7 +400,7 @@ def add_subcommands(subparsers: Any) -> None:
         epilog=TEST_EPILOG, formatter_class=fmt)
     p.add_argument("file", metavar="FILE")
     p.add_argument("cases", nargs="+", metavar="CASES")
-    p.add_argument("-v", "--verbose", action="store_true", help="also list passing cases")
+    p.add_argument("-q", "--quiet", action="store_true", help="list failing cases only")
     p.set_defaults(func=cmd_test)
 
 

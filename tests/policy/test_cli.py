@@ -102,7 +102,7 @@ def test_example_case_files_pass(name: str) -> None:
 
 
 def test_case_folder_selects_by_policy() -> None:
-    status, out, _ = run("test", "-v", str(POLICIES / "gateway-only.yaml"),
+    status, out, _ = run("test", str(POLICIES / "gateway-only.yaml"),
                          str(POLICIES / "tests"))
     assert status == 0
     assert "gateway-only.yaml:" in out and "unequal-trust.yaml:" not in out
@@ -116,6 +116,9 @@ def test_failing_case_and_exit_status(tmp_path: Path) -> None:
                      "    rule: baseline:no-exit2\n")
     status, out, _ = run("test", str(POLICIES / "unequal-trust.yaml"), str(cases))
     assert status == 1
+    assert "  PASS right" in out
+    quiet = run("test", "-q", str(POLICIES / "unequal-trust.yaml"), str(cases))[1]
+    assert "PASS right" not in quiet and "FAIL wrong on purpose" in quiet
     assert f"  FAIL wrong on purpose ({cases}:2): expected accept, got drop " \
         "(baseline:no-exit2, enforce)" in out
     assert "PASS: 1/2" in out and "FAIL: 1/2" in out
