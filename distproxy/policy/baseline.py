@@ -63,8 +63,9 @@ THREATS: dict[str, str] = {
     "internal-names": "OTP-internal servers: auth (cookie theft), init (halt/restart), "
                       "code_server (load_binary), supervisors (start_child), io servers, "
                       "logger, file_server_2, ...; monitors on them get DOWN noproc",
-    "io-mfa": "io protocol put_chars with {M, F, A}: the io server applies the MFA "
-              "(allow_io_mfa, default io_lib:*/*, lists what io:format/io:write send)",
+    "io-mfa": "io requests carrying {M, F, A} (put_chars, get_until): the io server "
+              "applies the MFA; allow_io_mfa (default: the io_lib calls io:format, "
+              "io:fwrite, io:write and io:fread send) lists exceptions",
     "global": "global_name_server abuse: {registrar, Fun} runs Fun, register with a "
               "foreign fun, forged lost_connection partitions the cluster; only the "
               "documented connection/lock/name shapes pass, node fields must be the peer",
@@ -82,6 +83,7 @@ _GEN_CAST = Atom("$gen_cast")
 _GLOBAL = Atom("global")
 _PUT_CHARS = Atom("put_chars")
 _LOCK_SET = Atom("lock_set")
+_GET_UNTIL = Atom("get_until")
 
 
 @dataclass(frozen=True)
@@ -187,30 +189,50 @@ def global_message_ok(p: Any, peer: str) -> bool:
     return _shape_ok(p, _GLOBAL_INFOS, peer)
 
 
-def _has_put_chars_mfa(t: Any, allowed: Callable[[Any], bool], depth: int = 0) -> bool:
-    """An io ``put_chars`` request carrying a non-allowed ``M, F, A`` anywhere in ``t``."""
+def _io_mfa(t: tuple) -> tuple[Any, Any, int] | None:
+    """The ``{M, F, length(A)}`` an io request tuple makes the io server apply, if any."""
+    n = len(t)
+    head = t[0]
+    if head == _PUT_CHARS:
+        if n == 5:  # {put_chars, Encoding, M, F, A}
+            m, f, a = t[2], t[3], t[4]
+        elif n == 4:  # {put_chars, M, F, A} (latin1 era)
+            m, f, a = t[1], t[2], t[3]
+        else:
+            return None
+    elif head == _GET_UNTIL:
+        if n == 6:  # {get_until, Encoding, Prompt, M, F, A}
+            m, f, a = t[3], t[4], t[5]
+        elif n == 5:  # {get_until, Prompt, M, F, A}
+            m, f, a = t[2], t[3], t[4]
+        else:
+            return None
+    else:
+        return None
+    if type(m) is not Atom or type(f) is not Atom:
+        return None
+    return (m, f, len(a) if type(a) is list else -1)
+
+
+def _has_io_mfa(t: Any, allowed: Callable[[Any], bool], depth: int = 0) -> bool:
+    """An io request applying a non-allowed ``M, F, A`` anywhere in ``t``."""
     if depth > 64:
         return True  # deeper than any io request; the codec bounds depth anyway
     tt = type(t)
     if tt is tuple:
-        if t and t[0] == _PUT_CHARS:
-            n = len(t)
-            mfa = None
-            if n == 5 and type(t[2]) is Atom and type(t[3]) is Atom:
-                mfa = (t[2], t[3], len(t[4]) if type(t[4]) is list else -1)
-            elif n == 4 and type(t[1]) is Atom and type(t[2]) is Atom:
-                mfa = (t[1], t[2], len(t[3]) if type(t[3]) is list else -1)
+        if t:
+            mfa = _io_mfa(t)
             if mfa is not None and not allowed(mfa):
                 return True
-        return any(_has_put_chars_mfa(x, allowed, depth + 1) for x in t)
+        return any(_has_io_mfa(x, allowed, depth + 1) for x in t)
     if tt is list:
-        return any(_has_put_chars_mfa(x, allowed, depth + 1) for x in t)
+        return any(_has_io_mfa(x, allowed, depth + 1) for x in t)
     if tt is dict:
-        return any(_has_put_chars_mfa(v, allowed, depth + 1) for v in t.values())
+        return any(_has_io_mfa(v, allowed, depth + 1) for v in t.values())
     items = getattr(t, "items", None)  # ImproperList
     if isinstance(items, tuple):
-        return any(_has_put_chars_mfa(x, allowed, depth + 1) for x in items) or \
-            _has_put_chars_mfa(getattr(t, "tail", None), allowed, depth + 1)
+        return any(_has_io_mfa(x, allowed, depth + 1) for x in items) or \
+            _has_io_mfa(getattr(t, "tail", None), allowed, depth + 1)
     return False
 
 
@@ -291,10 +313,10 @@ def build_baseline(cfg: BaselineConfig) -> list[BaselineEntry]:
     io_allowed = compile_mfas(cfg.allow_io_mfa) if cfg.allow_io_mfa else (lambda mfa: False)
 
     def io_mfa(view: FrameView) -> bool:
-        if not view.payload_contains(b"put_chars"):
+        if not (view.payload_contains(b"put_chars") or view.payload_contains(b"get_until")):
             return False
         p = view.payload()
-        return p is not NO_PAYLOAD and _has_put_chars_mfa(p, io_allowed)
+        return p is not NO_PAYLOAD and _has_io_mfa(p, io_allowed)
 
     add("io-mfa", ("send", "reg_send", "alias_send"), Verdict.DROP, io_mfa, True)
 

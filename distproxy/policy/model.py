@@ -104,8 +104,13 @@ class BaselineConfig:
     allow_spawn: tuple[MfaSpec, ...] = ()
     allow_names: tuple[str, ...] = ()
     pg_scopes: tuple[str, ...] = ("pg",)
-    #: put_chars MFAs io servers may apply (io:format/io:write send io_lib ones)
-    allow_io_mfa: tuple[MfaSpec, ...] = (MfaSpec("io_lib:*/*", "io_lib", "*", None),)
+    #: io-request MFAs io servers may apply: what io:format/fwrite/write/fread send
+    allow_io_mfa: tuple[MfaSpec, ...] = (
+        MfaSpec("io_lib:format/2", "io_lib", "format", 2),
+        MfaSpec("io_lib:fwrite/2", "io_lib", "fwrite", 2),
+        MfaSpec("io_lib:write/1", "io_lib", "write", 1),
+        MfaSpec("io_lib:fread/1", "io_lib", "fread", 1),
+    )
     disable: tuple[str, ...] = ()  # entry ids switched off
 
 

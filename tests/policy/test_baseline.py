@@ -100,6 +100,9 @@ def test_allow_names() -> None:
     ("send", "{io_request, self(), r, {requests, [{put_chars, unicode, os, cmd, [\"x\"]}]}}"),
     ("alias_send", "{io_request, self(), r, {put_chars, unicode, m, f, []}}"),
     ("reg_send", "{wrapped, {io_request, self(), r, {put_chars, unicode, m, f, []}}}"),
+    ("send", "{io_request, self(), r, {get_until, unicode, '', os, cmd, [\"id\"]}}"),
+    ("send", "{io_request, self(), r, {get_until, '', os, cmd, [\"id\"]}}"),
+    ("send", "{io_request, self(), r, {put_chars, unicode, io_lib, format, [a, b, c]}}"),
 ])
 def test_io_mfa(base: PolicyEngine, op: str, payload: str) -> None:
     kw = {"to": "some_io_server"} if op == "reg_send" else {}
@@ -231,6 +234,8 @@ def test_baseline_audit_mode() -> None:
 def test_io_lib_put_chars_allowed_by_default(base: PolicyEngine) -> None:
     fmt = "{io_request, self(), r, {put_chars, unicode, io_lib, format, [\"hi~n\", []]}}"
     check(base, "accept", "default", op="send", payload=fmt)
+    check(base, "accept", "default", op="send",
+          payload="{io_request, self(), r, {get_until, unicode, '', io_lib, fread, [\"~d\"]}}")
     strict = engine("baseline: {allow_io_mfa: []}\n")
     check(strict, "drop", "baseline:io-mfa", op="send", payload=fmt)
     custom = engine('baseline: {allow_io_mfa: ["my_fmt:line/1"]}\n')
