@@ -245,3 +245,11 @@ def test_name_prefilter_cache_is_bounded_and_correct() -> None:
     assert len(table.by_name) == ev.MAX_NAME_CACHE
     assert decide(e, op="monitor", to="gw_x").rule_id == "gw"
     assert decide(e, op="monitor").rule_id == "default"  # by pid: name None
+
+
+def test_kind_names_match_control_kinds() -> None:
+    from distproxy.dist.control import Kind
+    from distproxy.policy.model import KIND_NAMES
+    from distproxy.policy.samples import KIND_OPS
+
+    assert set(KIND_NAMES) == {k.value for k in Kind} == set(KIND_OPS)
