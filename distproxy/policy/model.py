@@ -152,7 +152,8 @@ class Decision:
     ``verdict`` is what the deciding rule says; ``mode`` whether it is enforced. The
     proxy acts on :attr:`action` (``verdict`` in enforce mode, ``accept`` in audit mode).
     ``payload_dependent`` is False when no payload matcher was consulted, so the same
-    decision holds for any frame with the same op, target, MFA and connection.
+    decision holds for any frame with the same wire op, target name, spawn MFA, sender
+    node and connection under the same policy revision.
     """
 
     verdict: Verdict
