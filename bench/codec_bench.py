@@ -13,7 +13,7 @@ import sys
 import timeit
 from typing import Any, Callable
 
-from distproxy.term import Atom, ImproperList, Pid, Reference, decode, encode
+from distproxy.term import Atom, ImproperList, Pid, Reference, decode, encode, skip_at
 
 try:
     import erlang as erlang_py
@@ -69,6 +69,7 @@ def run(repeat: int, budget: float) -> list[dict[str, Any]]:
         decode(data)  # warm the atom/pid caches as steady traffic would
         row["dec"] = best_time(lambda: decode(data), repeat, budget)
         row["enc"] = best_time(lambda: encode(term), repeat, budget)
+        row["skip"] = best_time(lambda: skip_at(data, 0), repeat, budget)
         if erlang_py is not None:
             theirs = erlang_py.binary_to_term(data)
             row["their_enc_exact"] = erlang_py.term_to_binary(theirs) == data
@@ -80,7 +81,7 @@ def run(repeat: int, budget: float) -> list[dict[str, Any]]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'message':28} {'bytes':>6} | {'dec us':>8} {'MB/s':>7} {'erl_py':>8} {'x':>5} | "
-            f"{'enc us':>8} {'MB/s':>7} {'erl_py':>8} {'x':>5}")
+            f"{'enc us':>8} {'MB/s':>7} {'erl_py':>8} {'x':>5} | {'skip us':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         mb = r["bytes"] / 1e6
@@ -90,9 +91,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['name']:28} {r['bytes']:>6} | {r['dec'] * 1e6:8.2f} {mb / r['dec']:7.1f} "
             f"{(their_dec or 0) * 1e6:8.2f} {(their_dec or 0) / r['dec']:5.1f} | "
             f"{r['enc'] * 1e6:8.2f} {mb / r['enc']:7.1f} "
-            f"{(their_enc or 0) * 1e6:8.2f} {(their_enc or 0) / r['enc']:5.1f}")
-    lines.append("x = erlang_py time / distproxy.term time (higher is better for distproxy); "
-                 "best of repeats")
+            f"{(their_enc or 0) * 1e6:8.2f} {(their_enc or 0) / r['enc']:5.1f} | "
+            f"{r['skip'] * 1e6:8.2f}")
+    lines.append("us = microseconds per message, best of repeats; x = erlang_py time / "
+                 "distproxy.term time; skip = skip_at (validate and find the end, no build)")
     return "\n".join(lines)
 
 

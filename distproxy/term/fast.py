@@ -165,3 +165,96 @@ def _elements(data: bytes, p: int, n: int, depth: int, max_binary: int) -> tuple
             value, p = _term(data, p, depth, max_binary)
         append(value)
     return items, p
+
+
+def fast_skip(data: bytes, pos: int, max_binary: int) -> int:
+    """End offset of the term at ``pos`` (validated as the decoder would, without building
+    it), or raise _Bail/IndexError/struct.error; same contract as fast_decode. Map-key
+    uniqueness is not checked (it needs the keys built), as in skip.py."""
+    return _skip_term(data, pos, 0, max_binary)
+
+
+def _skip_term(data: bytes, p: int, depth: int, max_binary: int) -> int:
+    tag = data[p]
+    if tag == 119:
+        stop = p + 2 + data[p + 1]
+        if data[p:stop] in _ATOM_CACHE:
+            return stop
+        return _read_atom(data, p, len(data), True, 255)[1]
+    if tag == 97:
+        return p + 2
+    if tag == 104:
+        return _skip_elements(data, p + 2, data[p + 1], depth, max_binary)
+    if tag == 88:
+        stop = p + 15 + data[p + 2]
+        if data[p:stop] in _PID_CACHE:
+            return stop
+        return _read_pid(data, p, len(data), True, 255)[1]
+    if tag == 106:
+        return p + 1
+    if tag == 108:
+        n = _u32(data, p + 1)[0]
+        p += 5
+        if n == 0 or n > len(data) - p:
+            raise _Bail
+        p = _skip_elements(data, p, n, depth, max_binary)
+        tag = data[p]
+        if tag == 106:
+            return p + 1
+        if tag == 108 or tag == 107:
+            raise _Bail
+        return _skip_term(data, p, depth + 1, max_binary)
+    if tag == 90:
+        words = (data[p + 1] << 8) | data[p + 2]
+        if 0 < words <= 5 and data[p + 3] == 119:
+            q = p + 5 + data[p + 4]
+            if data[p + 3:q] in _ATOM_CACHE:
+                stop = q + 4 + 4 * words
+                if stop > len(data):
+                    raise _Bail
+                return stop
+        return _read_ref(tag, data, p, len(data), True, 255)[1]
+    if tag == 109:
+        n = _u32(data, p + 1)[0]
+        p += 5
+        if n > len(data) - p or n > max_binary:
+            raise _Bail
+        return p + n
+    if tag == 98:
+        return p + 5
+    if tag == 107:
+        n = (data[p + 1] << 8) | data[p + 2]
+        p += 3
+        if n > len(data) - p:
+            raise _Bail
+        return p + n
+    if tag == 116:
+        n = _u32(data, p + 1)[0]
+        p += 5
+        if n > (len(data) - p) // 2:
+            raise _Bail
+        return _skip_elements(data, p, 2 * n, depth, max_binary)
+    if tag == 70:
+        if not _isfinite(_f64(data, p + 1)[0]):
+            raise _Bail
+        return p + 9
+    raise _Bail
+
+
+def _skip_elements(data: bytes, p: int, n: int, depth: int, max_binary: int) -> int:
+    if n and depth >= FAST_MAX_DEPTH:
+        raise _Bail
+    atoms = _ATOM_CACHE
+    depth += 1
+    for _ in range(n):
+        tag = data[p]
+        if tag == 119:
+            stop = p + 2 + data[p + 1]
+            if data[p:stop] not in atoms:
+                stop = _read_atom(data, p, len(data), True, 255)[1]
+            p = stop
+        elif tag == 97:
+            p += 2
+        else:
+            p = _skip_term(data, p, depth, max_binary)
+    return p

@@ -16,6 +16,7 @@ from . import decoder as _decoder
 from .decoder import (_as_buffer, _read_atom, _read_pid, _read_rare,
                       _read_ref, _read_small_int, _truncated)
 from .errors import DecodeError
+from .fast import FAST_MAX_DEPTH, _Bail, fast_skip
 from .limits import DEFAULT_LIMITS, Limits
 
 _u32 = struct.Struct(">I").unpack_from
@@ -39,6 +40,10 @@ def skip_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAULT_
         if buf[pos] != T.VERSION:
             raise DecodeError(pos, f"expected the version byte 131, got {buf[pos]}")
         pos += 1
+    if limits.max_depth >= FAST_MAX_DEPTH and limits.max_atom_chars == T.MAX_ATOM_CHARS:
+        stop = _try_fast_skip(buf, pos, end, isbytes, limits)
+        if stop is not None:
+            return stop
     try:
         return _skip(buf, pos, end, limits, isbytes)
     except DecodeError:
@@ -48,6 +53,33 @@ def skip_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAULT_
         if not _decoder.SAFETY_NET:
             raise
         raise DecodeError(offset, f"malformed input ({type(exc).__name__})") from None
+
+
+def _fast_skip_attempt(chunk: bytes, pos: int, max_binary: int) -> int | None:
+    try:
+        stop = fast_skip(chunk, pos, max_binary)
+    except (_Bail, IndexError, struct.error):
+        return None
+    return stop if stop <= len(chunk) else None
+
+
+def _try_fast_skip(buf: Any, pos: int, end: int, isbytes: bool, limits: Limits) -> int | None:
+    """The fast skipper, with the windows and checks decoder._try_fast uses."""
+    max_binary = limits.max_binary_bytes
+    if isbytes:
+        if end != len(buf):
+            return None
+        stop = _fast_skip_attempt(buf, pos, max_binary)
+        return stop if stop is not None and stop - pos <= limits.max_terms else None
+    remaining = end - pos
+    first = remaining if remaining <= _decoder.FAST_FIRST_WINDOW else _decoder.FAST_FIRST_WINDOW
+    stop = _fast_skip_attempt(buf[pos:pos + first].tobytes(), 0, max_binary)
+    if stop is None and remaining > first:
+        size = remaining if remaining <= _decoder.FAST_COPY_MAX else _decoder.FAST_COPY_MAX
+        stop = _fast_skip_attempt(buf[pos:pos + size].tobytes(), 0, max_binary)
+    if stop is None or stop > limits.max_terms:
+        return None
+    return stop + pos
 
 
 def _skip(data: Any, pos: int, end: int, limits: Limits, isbytes: bool) -> int:

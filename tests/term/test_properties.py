@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distproxy.term import DEFAULT_LIMITS, DecodeError, decode, decode_at, encode
-from distproxy.term import decoder
+from distproxy.term import decoder, skip
 from distproxy.term.skip import skip_at
 
 from .strategies import terms
@@ -29,6 +29,7 @@ def test_roundtrip(term: object) -> None:
     assert decode(data) == term
     assert encode(decode(data)) == data
     assert repr(_reference(data)) == repr((decode(data), len(data)))
+    assert _reference_skip(data) == len(data)
     assert skip_at(data, 0) == len(data)
     assert decode_at(data[1:] + b"tail", 0, versioned=False) == (term, len(data) - 1)
 
@@ -43,11 +44,29 @@ def _reference(data: bytes) -> object:
         return "error"
 
 
+def _reference_skip(data: bytes) -> object:
+    """The reference skipper's outcome, bypassing the fast skipper."""
+    if not data or data[0] != 131:
+        return "error"
+    try:
+        return skip._skip(data, 1, len(data), DEFAULT_LIMITS, True)
+    except DecodeError:
+        return "error"
+
+
+def _skip_outcome(data: bytes) -> object:
+    try:
+        return skip_at(data, 0)
+    except DecodeError:
+        return "error"
+
+
 def _only_decode_errors(data: bytes) -> None:
     """Decode must return or raise DecodeError; skip_at must agree on the end offset;
     the fast paths must agree with the reference decoder."""
     start = time.perf_counter()
     reference = _reference(data)
+    assert _reference_skip(data) == _skip_outcome(data)
     try:
         term, end = decode_at(data, 0)
         assert reference == (term, end) and repr(reference) == repr((term, end))
