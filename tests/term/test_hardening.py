@@ -246,3 +246,25 @@ def test_windows_for_buffers_and_big_frames(payload_size: int) -> None:
 def test_bench_smoke() -> None:
     from bench.codec_bench import main
     assert main(["--quick"]) == 0
+
+
+def test_caches_stay_bounded_under_hostile_atoms_and_pids() -> None:
+    from distproxy.term import Pid, decoder
+    for i in range(decoder.ATOM_CACHE_SIZE + 500):
+        assert decode(encode(Atom(f"a{i}"))) == Atom(f"a{i}")
+    assert len(decoder._ATOM_CACHE) <= decoder.ATOM_CACHE_SIZE
+    for i in range(decoder.PID_CACHE_SIZE + 500):
+        pid = Pid(Atom("n@h"), i, 0, 1)
+        assert decode(encode(pid)) == pid
+    assert len(decoder._PID_CACHE) <= decoder.PID_CACHE_SIZE
+
+
+def test_all_limits_are_named_and_frozen() -> None:
+    import dataclasses
+    assert {f.name for f in dataclasses.fields(Limits)} == {
+        "max_input_bytes", "max_depth", "max_terms", "max_atom_chars", "max_bignum_bytes",
+        "max_binary_bytes"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DEFAULT_LIMITS.max_depth = 5  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        Limits(max_atom_chars=256)
