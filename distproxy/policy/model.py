@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from distproxy.dist.control import Kind
+from distproxy.dist.datapath import Direction  # one definition for the data path and policies
+
 __all__ = [
     "Verdict",
     "Mode",
@@ -41,17 +44,8 @@ class Mode(StrEnum):
     AUDIT = "audit"  # record the would-be verdict, forward anyway
 
 
-class Direction(StrEnum):
-    TO_PEER = "to_peer"  # trusted node -> untrusted peer
-    FROM_PEER = "from_peer"  # untrusted peer -> trusted node
-
-
-#: The folded op names a rule's ``op`` may use (distproxy.dist.control.Kind values).
-KIND_NAMES: tuple[str, ...] = (
-    "send", "reg_send", "exit", "exit2", "monitor", "demonitor", "monitor_exit",
-    "spawn_request", "spawn_reply", "alias_send", "link", "unlink", "unlink_id",
-    "unlink_id_ack", "group_leader", "node_link",
-)
+#: The folded op names a rule's ``op`` may use.
+KIND_NAMES: tuple[str, ...] = tuple(kind.value for kind in Kind)
 
 #: Rule id used for a direction's default verdict.
 DEFAULT_RULE_ID = "default"
