@@ -35,7 +35,7 @@ PACKET_HEADER = struct.Struct(">I")
 REQUEST_HEADER = struct.Struct(">II")
 DEFAULT_EVAL_TIMEOUT = 30.0
 NODE_START_TIMEOUT = 30.0
-FIXTURE_MODULES = ("dp_agent", "dp_test_server", "distproxy_epmd")
+FIXTURE_MODULES = ("dp_agent", "dp_test_server", "distproxy_epmd", "dp_bench")
 
 
 class ErlangNotFound(RuntimeError):
