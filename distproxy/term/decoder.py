@@ -20,7 +20,7 @@ from typing import Any
 from . import tags as T
 from .errors import DecodeError
 from .limits import DEFAULT_LIMITS, Limits
-from .types import (Atom, MapKey, _new_atom, _new_bitbinary, _new_export, _new_fun,
+from .types import (Atom, MapKey, Reference, _ref_sets, _new_atom, _new_bitbinary, _new_export, _new_fun,
                     _new_improper, _new_pid, _new_port, _new_ref)
 
 _u16 = struct.Struct(">H").unpack_from
@@ -319,6 +319,8 @@ def _build_map(acc: list, start: int) -> dict:
     return result
 
 
+_new = object.__new__
+_ref_set_node, _ref_set_creation, _ref_set_ids = _ref_sets
 _REF_WORDS = [None] + [struct.Struct(">" + "I" * (w + 1)).unpack_from for w in range(1, 6)]
 
 
@@ -367,7 +369,10 @@ def _fast_tuple(data: bytes, pos: int, nested: bool = False) -> Any:
                 if node is None:
                     return None
                 values = _REF_WORDS[words](data, q)
-                value = _new_ref(node, values[0], values[1:])
+                value = _new(Reference)
+                _ref_set_node(value, node)
+                _ref_set_creation(value, values[0])
+                _ref_set_ids(value, values[1:])
                 p = q + 4 + 4 * words
             elif tag == 104 and not nested:
                 result = _fast_tuple(data, p, True)
