@@ -50,9 +50,16 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("peers[].address", "host distproxy dials to reach the peer (default: the host part of its name)"),
     ("peers[].port", "the peer's fixed distribution port (default: ask peers[].epmd)"),
     ("peers[].epmd", "HOST:PORT of the peer's EPMD (default: ADDRESS:4369; for a peer on this host's "
-                     "loopback, the front EPMD distproxy serves, where such peers register)"),
+                     "loopback, the front EPMD, where such peers register)"),
     ("peers[].listen_port", "port of the listener the trusted node dials for this peer (default 0, any)"),
     ("peers[].hidden", "true: clear DFLAG_PUBLISHED on this pair, so the connection is hidden (no global/rex sync)"),
+    ("tls.cert", "PEM certificate (chain) distproxy presents to TLS nodes: as the trusted node to peers dialling it, as the client when dialling them"),
+    ("tls.key", "PEM private key of tls.cert (unencrypted; chmod 600)"),
+    ("peers[].tls.ca", "PEM CA bundle that must have signed this peer's certificate; the peer then connects and is dialled over TLS only"),
+    ("peers[].tls.pin_sha256", "SHA-256 fingerprint (hex, colons allowed) of the peer's certificate, or a list; with ca, both must hold"),
+    ("peers[].tls.names", "with ca: names accepted as the certificate's CN or a DNS/IP SAN (default: the peer's node name); a name binds one peer only"),
+    ("trusted.tls.ca | .pin_sha256 | .names", "the same for the trusted node: distproxy then dials it over TLS and the back listeners accept TLS only"),
+    ("metrics", "HOST:PORT of a Prometheus /metrics endpoint (default: none, off)"),
 )
 
 
@@ -83,10 +90,33 @@ class NodeLocation:
 
 
 @dataclass(frozen=True)
+class TlsTrust:
+    """How a node's TLS certificate is verified and bound to that node's name.
+
+    With ``ca``, the chain must verify against that bundle *and* the certificate must
+    carry one of ``names``; with ``pins``, its SHA-256 must be one of them; with both,
+    both hold. The binding is what stops one peer's certificate opening another's leg.
+    """
+
+    ca: Path | None
+    pins: frozenset[str]  # lower-case hex, no colons
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TlsOwn:
+    """distproxy's own certificate and key towards TLS nodes."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
 class TrustedConfig:
     name: str
     cookie: bytes
     location: NodeLocation
+    tls: TlsTrust | None = None
 
     @property
     def alive(self) -> str:
@@ -101,6 +131,7 @@ class PeerConfig:
     location: NodeLocation
     listen_port: int
     hidden: bool
+    tls: TlsTrust | None = None
 
     @property
     def alive(self) -> str:
@@ -120,6 +151,8 @@ class ProxyConfig:
     max_frame_bytes: int
     decision_log: Path
     stats_file: Path
+    tls: TlsOwn | None = None
+    metrics: HostPort | None = None
 
     def peer(self, name: str) -> PeerConfig | None:
         for peer in self.peers:
@@ -315,9 +348,101 @@ def _location(reader: _Reader, name: str, default_epmd: HostPort | None, local_o
 
 
 TOP_KEYS = {"trusted", "listen", "front_epmd", "back_epmd", "back_address", "handshake_timeout",
-            "max_frame_bytes", "decision_log", "stats_file", "peers"}
-TRUSTED_KEYS = {"name", "cookie", "cookie_file", "address", "port", "epmd"}
-PEER_KEYS = {"name", "cookie", "cookie_file", "policy", "address", "port", "epmd", "listen_port", "hidden"}
+            "max_frame_bytes", "decision_log", "stats_file", "peers", "tls", "metrics"}
+TRUSTED_KEYS = {"name", "cookie", "cookie_file", "address", "port", "epmd", "tls"}
+PEER_KEYS = {"name", "cookie", "cookie_file", "policy", "address", "port", "epmd", "listen_port", "hidden", "tls"}
+TLS_OWN_KEYS = {"cert", "key"}
+TLS_TRUST_KEYS = {"ca", "pin_sha256", "names"}
+SHA256_HEX_DIGITS = 64
+
+
+def _pem_file(reader: _Reader, name: str, marker: bytes, required: bool = False) -> Path | None:
+    """A readable PEM file containing ``marker`` (a cheap check that it is the right kind)."""
+    path = reader.file_path(name, required=required)
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise reader.fail(name, f"cannot read {path}: {exc.strerror or exc}") from None
+    if marker not in data:
+        raise reader.fail(name, f"{path} holds no PEM {marker.decode().strip('-').strip()} block")
+    return path
+
+
+def _tls_own(reader: _Reader | None) -> TlsOwn | None:
+    if reader is None:
+        return None
+    reader.check_known(TLS_OWN_KEYS)
+    cert = _pem_file(reader, "cert", b"-----BEGIN CERTIFICATE-----", required=True)
+    key = _pem_file(reader, "key", b"PRIVATE KEY-----", required=True)
+    assert cert is not None and key is not None
+    from distproxy.proxy import tls  # pyOpenSSL is imported only when TLS is configured
+
+    try:
+        tls.check_key_pair(cert, key)
+    except ValueError as exc:
+        raise reader.fail("key", str(exc)) from None
+    return TlsOwn(cert, key)
+
+
+def _pins(reader: _Reader) -> frozenset[str]:
+    node = reader.get("pin_sha256")
+    if node is None:
+        return frozenset()
+    items: list[Marked] = node.value if isinstance(node.value, list) else [node]
+    pins: set[str] = set()
+    for item in items:
+        digits = item.value.replace(":", "").lower() if isinstance(item.value, str) else ""
+        if len(digits) != SHA256_HEX_DIGITS or any(c not in "0123456789abcdef" for c in digits):
+            raise reader.fail("pin_sha256", f"expected a SHA-256 fingerprint of {SHA256_HEX_DIGITS} hex digits, "
+                              f"got {item.value!r}", item)
+        pins.add(digits)
+    if not pins:
+        raise reader.fail("pin_sha256", "an empty list pins nothing")
+    return frozenset(pins)
+
+
+def _tls_trust(reader: _Reader | None, node_name: str) -> TlsTrust | None:
+    if reader is None:
+        return None
+    reader.check_known(TLS_TRUST_KEYS)
+    ca = _pem_file(reader, "ca", b"-----BEGIN CERTIFICATE-----")
+    pins = _pins(reader)
+    if ca is None and not pins:
+        raise ConfigError(reader.path, reader.node.line, reader.prefix, "give ca: FILE, pin_sha256: FINGERPRINT, or both")
+    names_node = reader.get("names")
+    names: tuple[str, ...] = (node_name,)
+    if names_node is not None:
+        values = names_node.value if isinstance(names_node.value, list) else None
+        if not values or not all(isinstance(v.value, str) and v.value for v in values):
+            raise reader.fail("names", "expected a list of names (node names, host names or IP addresses)")
+        names = tuple(v.value for v in values)
+    return TlsTrust(ca, pins, names)
+
+
+def _check_tls_bindings(root: _Reader, own: TlsOwn | None, trusted: TrustedConfig,
+                        peers: list[PeerConfig]) -> None:
+    """TLS nodes need distproxy's own certificate, and no certificate name or pin may
+    stand for two peers: otherwise one peer's certificate would open another's leg."""
+    peers_node = root.get("peers")
+    assert peers_node is not None
+    owners: dict[str, str] = {}
+    for index, peer in enumerate(peers):
+        if peer.tls is None:
+            continue
+        reader = _Reader(root.path, peers_node.value[index], f"peers[{index}]")
+        if own is None:
+            raise reader.fail("tls", "a TLS peer needs distproxy's own certificate: set the top-level tls.cert and tls.key")
+        claims = [f"pin {p[:16]}..." for p in peer.tls.pins]
+        if peer.tls.ca is not None:
+            claims += [f"name {n!r}" for n in peer.tls.names]
+        for claim in claims:
+            if claim in owners:
+                raise reader.fail("tls", f"{claim} already identifies {owners[claim]}: a certificate must bind to one peer")
+            owners[claim] = peer.name
+    if trusted.tls is not None and own is None:
+        raise root.fail("trusted", "trusted.tls needs distproxy's own certificate: set the top-level tls.cert and tls.key")
 
 
 def load_config(path: Path | str, text: str | None = None) -> ProxyConfig:
@@ -348,10 +473,12 @@ def load_config(path: Path | str, text: str | None = None) -> ProxyConfig:
     trusted = TrustedConfig(
         name=trusted_name,
         cookie=_cookie(trusted_reader),
+        tls=_tls_trust(trusted_reader.mapping("tls"), trusted_name),
         location=_location(trusted_reader, trusted_name, back_epmd.serve or back_epmd.register_in,
                            local_only=False, default_address=LOOPBACK),
     )
 
+    tls_own = _tls_own(root.mapping("tls"))
     peers_node = root.get("peers")
     if peers_node is None or not isinstance(peers_node.value, list) or not peers_node.value:
         raise root.fail("peers", "required: a list of at least one peer")
@@ -376,10 +503,12 @@ def load_config(path: Path | str, text: str | None = None) -> ProxyConfig:
             name=name,
             cookie=cookie,
             policy=policy,
-            location=_location(reader, name, front_epmd.serve, local_only=True),
+            location=_location(reader, name, front_epmd.serve or front_epmd.register_in, local_only=True),
             listen_port=reader.integer("listen_port", 0, 0, 65535) or 0,
             hidden=reader.boolean("hidden", False),
+            tls=_tls_trust(reader.mapping("tls"), name),
         ))
+    _check_tls_bindings(root, tls_own, trusted, peers)
 
     listen = root.host_port("listen", HostPort("0.0.0.0", 0), allow_any_port=True)
     assert listen is not None
@@ -397,6 +526,8 @@ def load_config(path: Path | str, text: str | None = None) -> ProxyConfig:
         or DEFAULT_MAX_FRAME_BYTES,
         decision_log=root.file_path("decision_log", var / "decisions.jsonl") or var / "decisions.jsonl",
         stats_file=root.file_path("stats_file", var / "stats.json") or var / "stats.json",
+        tls=tls_own,
+        metrics=root.host_port("metrics", allow_any_port=True),
     )
 
 
@@ -413,4 +544,6 @@ def as_dict(config: ProxyConfig) -> dict[str, Any]:
         "listen": str(config.listen),
         "front_epmd": str(config.front_epmd.serve or config.front_epmd.register_in),
         "back_epmd": str(config.back_epmd.serve or config.back_epmd.register_in),
+        "tls_peers": [p.name for p in config.peers if p.tls is not None],
+        "metrics": str(config.metrics) if config.metrics else None,
     }

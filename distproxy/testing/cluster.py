@@ -42,6 +42,8 @@ class PeerSpec:
     policy: Path
     cookie: str = ""
     hidden: bool = False
+    config_extra: dict[str, Any] = field(default_factory=dict)  # more keys for its peers[] entry (tls, ...)
+    node_args: Sequence[str] = ()  # more erl arguments for this peer only (-proto_dist inet_tls ...)
 
     @property
     def name(self) -> str:
@@ -123,6 +125,8 @@ class SeedCluster:
     config_extra: dict[str, Any] = field(default_factory=dict)
     node_args: Sequence[str] = ()
     trusted_uses_epmd_module: bool = True
+    epmd_ports: tuple[int, int] | None = None  # (front, back) of existing EPMDs; None: fresh ports
+    trusted_args: Sequence[str] = ()  # more erl arguments for the trusted node only
 
     front_epmd_port: int = field(default=0, init=False)
     back_epmd_port: int = field(default=0, init=False)
@@ -144,8 +148,7 @@ class SeedCluster:
 
     def write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.front_epmd_port = free_port()
-        self.back_epmd_port = free_port()
+        self.front_epmd_port, self.back_epmd_port = self.epmd_ports or (free_port(), free_port())
 
         def cookie_file(name: str, value: str) -> str:
             path = self.workdir / f"{name}.cookie"
@@ -161,7 +164,7 @@ class SeedCluster:
             "back_epmd": {"serve": f"{HOST}:{self.back_epmd_port}"},
             "peers": [
                 {"name": peer.name, "cookie_file": cookie_file(peer.alive, peer.cookie or f"{peer.alive}-cookie"),
-                 "policy": str(peer.policy), **({"hidden": True} if peer.hidden else {})}
+                 "policy": str(peer.policy), **({"hidden": True} if peer.hidden else {}), **peer.config_extra}
                 for peer in self.peers
             ],
         }
@@ -180,7 +183,7 @@ class SeedCluster:
         return self.proxy
 
     def trusted_node(self, **overrides: Any) -> ErlNode:
-        args = list(self.node_args)
+        args = [*self.node_args, *self.trusted_args]
         if self.trusted_uses_epmd_module:
             args += ["-epmd_module", "distproxy_epmd", "-distproxy_address", HOST]
         settings: dict[str, Any] = dict(name=self.trusted_name, cookie=self.trusted_cookie,
@@ -190,8 +193,10 @@ class SeedCluster:
         return ErlNode(**settings)
 
     def peer_node(self, alive: str, **overrides: Any) -> ErlNode:
+        spec = next(peer for peer in self.peers if peer.alive == alive)
         settings: dict[str, Any] = dict(name=f"{alive}@{HOST}", cookie=self.peer_cookie(alive),
-                                        epmd_port=self.front_epmd_port, extra_args=list(self.node_args),
+                                        epmd_port=self.front_epmd_port,
+                                        extra_args=[*self.node_args, *spec.node_args],
                                         log_dir=self.workdir / "nodes")
         settings.update(overrides)
         return ErlNode(**settings)

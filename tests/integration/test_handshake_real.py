@@ -239,3 +239,79 @@ def test_wrong_cookie_on_the_trusted_leg_is_refused_and_logged(tmp_path: Path) -
         assert "upstream my_desktop@127.0.0.1 lost" in line
     finally:
         cluster.stop()
+
+
+# -- after the handshake: bad frames close that pair only ---------------------------------
+def connected_raw_peer(cluster: SeedCluster) -> socket.socket:
+    """A socket that completed a real handshake with distproxy as ec2_node."""
+    cookie = cluster.peer_cookie("ec2_node").encode()
+    sock = socket.create_connection(("127.0.0.1", front_port(cluster)), timeout=SOCKET_TIMEOUT)
+    hs, _ = handshake_until_challenge(sock, cookie)
+    sock.sendall(hs.send_reply(cookie))
+    while hs.state.name != "DONE":
+        chunk = sock.recv(65536)
+        assert chunk, "closed before the ack"
+        hs.receive_data(chunk)
+    return sock
+
+
+def drain_until_closed(sock: socket.socket, timeout: float = SOCKET_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    sock.settimeout(1.0)
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(65536):
+                return
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return
+    raise AssertionError("distproxy did not close the connection")
+
+
+@pytest.mark.parametrize("frame, reason", [
+    (b"\x80\x00\x00\x00", "exceeds maximum"),  # a 2 GiB length prefix: refused from 4 bytes
+    (struct.pack(">I", 5) + b"p\x83a\x01\x00", "not a non-empty tuple"),  # 'p' + an integer
+    (struct.pack(">I", 4) + b"x\x83a\x06", "'p'"),  # not a pass-through frame
+    (struct.pack(">I", 5) + b"p\x83h\x01a", "control"),  # a tuple cut short
+], ids=["2GiB-length", "trailing-junk", "not-pass-through", "truncated-tuple"])
+def test_a_bad_frame_closes_only_that_pair_with_a_logged_reason(partial_cluster: SeedCluster, frame: bytes,
+                                                                 reason: str) -> None:
+    sock = connected_raw_peer(partial_cluster)
+    with sock:
+        sock.sendall(frame)
+        drain_until_closed(sock)
+    line = wait_for_log(partial_cluster, reason)
+    assert "closing: from_peer:" in line
+    still_serving(partial_cluster)
+    assert partial_cluster.trusted is not None and partial_cluster.trusted.eval("ok.") == Atom("ok")
+
+
+def test_a_reader_that_stops_reading_pauses_the_sender_and_memory_stays_bounded(partial_cluster: SeedCluster) -> None:
+    """Back-pressure: a peer that never reads makes distproxy stop reading the trusted
+    node's leg, instead of buffering everything the trusted node sends."""
+    assert partial_cluster.proxy is not None and partial_cluster.proxy.process is not None
+    pid = partial_cluster.proxy.process.pid
+    trusted = partial_cluster.trusted
+    assert trusted is not None
+    sock = connected_raw_peer(partial_cluster)
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        before = _rss(pid)
+        # 256 MiB in 1 MiB messages to a name on the silent peer, from a background process.
+        trusted.eval("Pid = spawn(fun() -> B = binary:copy(<<7>>, 1048576),"
+                     " [erlang:send({sink, 'ec2_node@127.0.0.1'}, B, [noconnect]) || _ <- lists:seq(1, 256)],"
+                     " exit(done) end), register(flooder, Pid), ok.")
+        # The flooder blocks on the busy distribution port: it is still sending.
+        assert trusted.eval("timer:sleep(2000), is_process_alive(whereis(flooder)).") == Atom("true")
+        assert _rss(pid) - before < 64 * 1024 * 1024
+        assert trusted.eval("erlang:process_info(whereis(flooder), status).")[1] in (Atom("suspended"), Atom("runnable"), Atom("running"), Atom("waiting"))
+    trusted.eval("catch exit(whereis(flooder), kill), ok.")
+    still_serving(partial_cluster)
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")

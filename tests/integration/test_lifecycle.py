@@ -102,3 +102,37 @@ def test_memory_stays_bounded_when_a_64mib_message_crosses(tmp_path: Path) -> No
         # One message is buffered once; repeated messages do not accumulate.
         assert peak_rss_bytes(pid) - idle < 3 * size
         assert current_rss_bytes(pid) - idle < 2 * size
+
+
+def test_registering_in_existing_system_epmds(tmp_path: Path) -> None:
+    """Instead of serving EPMD itself, distproxy registers in real epmd daemons (as a
+    node does, keeping the ALIVE2 socket open) and looks the real nodes up there."""
+    import shutil
+    import subprocess
+
+    from distproxy.testing.erlnode import free_port
+
+    epmd_bin = shutil.which("epmd")
+    assert epmd_bin, "epmd ships with erlang-nox"
+    front, back = free_port(), free_port()
+    daemons = [subprocess.Popen([epmd_bin, "-port", str(port), "-address", "127.0.0.1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port in (front, back)]
+    try:
+        cluster = make_cluster(tmp_path, peers=("ec2_node",), epmd_ports=(front, back), config_extra={
+            "front_epmd": {"register_in": f"127.0.0.1:{front}"},
+            "back_epmd": {"register_in": f"127.0.0.1:{back}"},
+        })
+        with cluster:
+            t, ec2 = cluster.trusted, cluster.peer_nodes["ec2_node"]
+            assert t is not None
+            assert t.eval(f"net_adm:ping({EC2}).") == Atom("pong")
+            ec2.eval(f"erlang:disconnect_node({TRUSTED}), ok.")
+            assert ec2.eval(f"net_adm:ping({TRUSTED}).") == Atom("pong")
+            # The system epmd lists distproxy's registration of the trusted node's name.
+            names = ec2.eval(f"net_adm:names(\"127.0.0.1\").")
+            assert names[0] == Atom("ok") and any(n == [ord(c) for c in "my_desktop"] for n, _ in names[1])
+    finally:
+        for daemon in daemons:
+            daemon.terminate()
+            daemon.wait(timeout=10)
+

@@ -103,3 +103,20 @@ def test_run_help_explains_every_key() -> None:
                             timeout=60)
     for key in ("trusted.name", "front_epmd.serve", "back_epmd.register_in", "peers[].policy", "peers[].hidden"):
         assert key in result.stdout
+
+
+def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
+    """examples/distproxy.yaml, with the cookie files an operator would create."""
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "examples" / "cookies").mkdir(parents=True)
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "examples" / "distproxy.yaml").write_text((repo / "examples" / "distproxy.yaml").read_text())
+    (tmp_path / "policies" / "unequal-trust.yaml").write_text((repo / "policies" / "unequal-trust.yaml").read_text())
+    for name in ("my_desktop", "ec2_node", "bob_colo"):
+        cookie = tmp_path / "examples" / "cookies" / f"{name}.cookie"
+        cookie.write_text(f"{name}-secret\n")
+        cookie.chmod(0o600)
+    config = load_config(tmp_path / "examples" / "distproxy.yaml")
+    assert [p.name for p in config.peers] == ["ec2_node@ec2.example.net", "bob_colo@colo.example.org"]
+    assert config.peers[0].location.epmd is not None and config.peers[0].location.epmd.host == "ec2.example.net"
+    assert config.trusted.location.epmd is not None and config.trusted.location.epmd.port == 4371
