@@ -91,7 +91,12 @@ class ConnectionPair:
         self.reactor: IReactorTime = service.reactor
         self.downstream_addr = downstream_addr
         self.legs: dict[str, Leg] = {}
-        self.relay = identity.new_relay(self.reactor.seconds())
+        # TLS (see tls.py): what the dialler's verified certificate identifies (None: plain
+        # TCP), that certificate for logs, and why the dialler was refused, if it was.
+        self.tls_identities: frozenset[str] | None = None
+        self.tls_peer: str | None = None
+        self.refusal: str | None = None
+        self.relay = identity.new_relay(self.reactor.seconds(), self._downstream_cookie)
         self.pumps: dict[str, FramePump] = {}
         self.info: PairInfo | None = None
         self.closing: str | None = None
@@ -148,6 +153,16 @@ class ConnectionPair:
             self._apply(self.relay.upstream_failed(reason))
 
     # -- handshake --------------------------------------------------------------------
+    def _downstream_cookie(self, name: str) -> bytes | None:
+        """The relay's cookie lookup for the name in send_name, after checking that this
+        connection may claim it (a TLS certificate binds the dialler to its own name)."""
+        refusal = self.identity.claim_refusal(self, name)
+        if refusal is not None:
+            self.refusal = f"refused {name}: {refusal}"
+            log.warning("%s: %s", self.label, self.refusal)
+            return None
+        return self.identity.downstream_cookie(name)
+
     def _apply(self, events: list[Any]) -> None:
         for event in events:
             if isinstance(event, hs.SendDownstream):
@@ -161,7 +176,7 @@ class ConnectionPair:
             elif isinstance(event, hs.HandshakeFailed):
                 self.service.handshake_failed(self, event)
                 detail = f" [{event.detail}]" if event.detail else ""
-                self.close(f"handshake failed ({event.leg}): {event.reason}{detail}")
+                self.close(f"handshake failed ({event.leg}): {self.refusal or event.reason}{detail}")
                 return
 
     def _check_deadline(self) -> None:

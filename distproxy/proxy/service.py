@@ -33,6 +33,7 @@ from distproxy.dist.epmd import EpmdRegistry
 from distproxy.enforcement import Enforcer
 from distproxy.policy import Context, Counters, DecisionLog, PolicyStore
 
+from . import tls
 from .epmd import EpmdLookupError, EpmdRegistration, EpmdServerFactory, lookup_port
 from .pair import ConnectionPair, PairInfo, UpstreamFactory
 
@@ -53,6 +54,8 @@ class Identity:
     downstream_direction: Direction  # direction of frames the dialler sends
     peer: PeerConfig | None  # set for back listeners (the upstream is this peer)
     port: IListeningPort | None = None
+    tls_server: "tls.ServerTls | None" = None  # some node that dials this listener uses TLS
+    tls_client: "tls.ClientTls | None" = None  # the node this listener stands for uses TLS
 
     @property
     def label(self) -> str:
@@ -65,6 +68,16 @@ class Identity:
         peer = config.peer(name)  # front listener: any configured peer
         return peer.cookie if peer is not None else None
 
+    def claim_refusal(self, pair: ConnectionPair, name: str) -> str | None:
+        """Why this connection may not claim ``name`` (TLS identity binding), or None."""
+        config = self.service.config
+        if self.peer is not None:
+            trust = config.trusted.tls if name == config.trusted.name else None
+        else:
+            peer = config.peer(name)
+            trust = peer.tls if peer is not None else None
+        return tls.claim_refusal(trust, pair.tls_identities, name)
+
     def flag_mask(self, downstream_name: str) -> int:
         peer = self.peer or self.service.config.peer(downstream_name)
         mask = dflags.PROXY_MASK
@@ -72,10 +85,10 @@ class Identity:
             mask &= ~dflags.DFlag.PUBLISHED
         return int(mask)
 
-    def new_relay(self, now: float) -> "hs.HandshakeRelay":
+    def new_relay(self, now: float, cookie_for: Any = None) -> "hs.HandshakeRelay":
         return hs.HandshakeRelay(
             expected_upstream_name=self.node_name,
-            downstream_cookie_for=self.downstream_cookie,
+            downstream_cookie_for=cookie_for or self.downstream_cookie,
             upstream_cookie=self.upstream_cookie,
             flag_mask=self.flag_mask,
             deadline=self.service.config.handshake_timeout,
@@ -108,6 +121,8 @@ class _FrontFactory(protocol.ServerFactory):
     def buildProtocol(self, addr: Any) -> protocol.Protocol:
         pair = ConnectionPair(self.service, self.identity, f"{addr.host}:{addr.port}")
         self.service.pairs.add(pair)
+        if self.identity.tls_server is not None:
+            return self.identity.tls_server.protocol_for(pair)
         return pair.downstream_protocol()
 
 
@@ -126,6 +141,7 @@ class ProxyService:
     decisions: Counters = field(default_factory=Counters)
     decision_log: DecisionLog | None = None
     loops: list[task.LoopingCall] = field(default_factory=list)
+    metrics: Any = None  # a metrics.Metrics when the config has `metrics:` (see proxy/metrics.py)
 
     # -- start-up ---------------------------------------------------------------------
     def start(self) -> dict[str, Any]:
@@ -139,8 +155,18 @@ class ProxyService:
                                               interface=spec.serve.host)
                 self.listening.append(port)
                 ready[name] = port.getHost().port
+        if config.metrics is not None:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self)
+            port = self.reactor.listenTCP(config.metrics.port, self.metrics.site(), interface=config.metrics.host)
+            self.listening.append(port)
+            ready["metrics"] = port.getHost().port
+            self._every(self.metrics.sample_interval, self.metrics.sample_decisions)
         front = Identity(self, config.trusted.name, config.trusted.cookie, config.trusted.location,
-                         Direction.FROM_PEER, None)
+                         Direction.FROM_PEER, None,
+                         tls_server=tls.server_for(config.tls, {p.name: p.tls for p in config.peers}),
+                         tls_client=tls.client_for(config.tls, config.trusted.name, config.trusted.tls))
         front.port = self.reactor.listenTCP(config.listen.port, _FrontFactory(self, front),
                                             interface=config.listen.host)
         self.listening.append(front.port)
@@ -149,7 +175,9 @@ class ProxyService:
         self._advertise(config.trusted.alive, front.port.getHost().port, config.front_epmd.register_in,
                         self.front_registry)
         for peer in config.peers:
-            back = Identity(self, peer.name, peer.cookie, peer.location, Direction.TO_PEER, peer)
+            back = Identity(self, peer.name, peer.cookie, peer.location, Direction.TO_PEER, peer,
+                            tls_server=tls.server_for(config.tls, {config.trusted.name: config.trusted.tls}),
+                            tls_client=tls.client_for(config.tls, peer.name, peer.tls))
             back.port = self.reactor.listenTCP(peer.listen_port, _FrontFactory(self, back),
                                                interface=config.back_address)
             self.listening.append(back.port)
@@ -207,8 +235,10 @@ class ProxyService:
 
         def connect(port: int) -> None:
             if pair.closing is None:
-                self.reactor.connectTCP(location.address, port, UpstreamFactory(pair),
-                                        timeout=self.config.handshake_timeout)
+                factory: Any = UpstreamFactory(pair)
+                if pair.identity.tls_client is not None:
+                    factory = pair.identity.tls_client.wrap(factory)
+                self.reactor.connectTCP(location.address, port, factory, timeout=self.config.handshake_timeout)
 
         def failed(failure: Any) -> None:
             pair.upstream_failed(f"cannot find {pair.identity.node_name}: {failure.getErrorMessage()}")
@@ -252,14 +282,20 @@ class ProxyService:
 
     def handshake_failed(self, pair: ConnectionPair, event: "hs.HandshakeFailed") -> None:
         self.counters[f"handshake_failed:{event.leg}"] += 1
+        if self.metrics is not None:
+            self.metrics.handshake_failed(pair, event)
 
     def pair_established(self, pair: ConnectionPair) -> None:
         assert pair.info is not None
         self.counters["pairs_established"] += 1
+        if self.metrics is not None:
+            self.metrics.pair_established(pair)
         log.info("%s: connected %s <-> %s (flags %#x)", pair.label, pair.info.downstream_name,
                  pair.info.upstream_name, pair.info.flags)
 
     def pair_closed(self, pair: ConnectionPair) -> None:
+        if self.metrics is not None and pair in self.pairs:
+            self.metrics.pair_closed(pair)
         self.pairs.discard(pair)
 
     # -- policies and housekeeping ------------------------------------------------------
