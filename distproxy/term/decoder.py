@@ -678,6 +678,10 @@ _FAST_MAX_DEPTH = 64
 
 
 def _fast_attempt(chunk: bytes, pos: int, max_binary: int) -> Any:
+    if chunk[pos:pos + 1] == b"h":  # a control tuple, most likely: straight-line first
+        result = _fast_tuple(chunk, pos)
+        if result is not None:
+            return result
     try:
         value, stop = _fast_decode(chunk, pos, max_binary)
     except (_Bail, IndexError, struct.error):
