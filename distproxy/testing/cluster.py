@@ -57,6 +57,7 @@ class ProxyProcess:
     config_path: Path
     log_path: Path
     extra_args: Sequence[str] = ()
+    command_prefix: Sequence[str] = ()  # e.g. ("ip", "netns", "exec", NS)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     ready: dict[str, Any] = field(default_factory=dict, init=False)
 
@@ -64,7 +65,7 @@ class ProxyProcess:
         log = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "distproxy", "run", "--config", str(self.config_path),
+                [*self.command_prefix, sys.executable, "-m", "distproxy", "run", "--config", str(self.config_path),
                  "--ready-line", *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                 start_new_session=True,

@@ -154,6 +154,7 @@ class ErlNode:
     env: Mapping[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
     loopback_only: bool = True
+    command_prefix: Sequence[str] = ()  # e.g. ("ip", "netns", "exec", NS): run erl through it
 
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     log_path: Path | None = field(default=None, init=False)
@@ -173,7 +174,7 @@ class ErlNode:
         return Atom(self.name)
 
     def command(self, beam_dir: Path) -> list[str]:
-        cmd = [find_erl(), "-noshell", "-pa", str(beam_dir)]
+        cmd = [*self.command_prefix, find_erl(), "-noshell", "-pa", str(beam_dir)]
         if self.name is not None:
             cmd += ["-name", self.name, "-setcookie", self.cookie, "-start_epmd", "false"]
             if self.loopback_only:
