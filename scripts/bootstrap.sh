@@ -31,6 +31,16 @@ need_erlang() {
     fi
 }
 
+need_iproute2() {
+    # Only tests/integration/test_netns.py needs `ip` (network namespaces); it skips without.
+    if command -v ip >/dev/null 2>&1 || [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "distproxy: ip not found; installing Debian's iproute2 (for the network-namespace test)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+}
+
 need_venv() {
     if [ ! -x "$VENV/bin/python" ]; then
         if ! python3 -m venv "$VENV" 2>/dev/null; then
@@ -49,4 +59,5 @@ need_venv() {
 
 need_python
 need_erlang
+need_iproute2
 need_venv
