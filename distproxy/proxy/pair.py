@@ -17,21 +17,24 @@ If either leg closes, the other is closed; a protocol violation closes only this
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import protocol
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.python.failure import Failure
 
 from distproxy.dist import handshake as hs
-from distproxy.dist.datapath import Direction, FramePump, Hook
+from distproxy.dist.handshake_messages import STATUS_NOK
+from distproxy.dist.datapath import Direction, FramePump
 
 if TYPE_CHECKING:
     from .service import Identity, ProxyService
 
 log = logging.getLogger("distproxy.pair")
+
+_CLEAN_CLOSE = (ConnectionDone, ConnectionLost)
 
 DEADLINE_CHECK_INTERVAL = 0.5  # seconds between handshake deadline checks
 DOWNSTREAM = "downstream"
@@ -253,9 +256,3 @@ class ConnectionPair:
     def _finished(self) -> None:
         self.service.pair_closed(self)
 
-
-from twisted.internet.error import ConnectionDone, ConnectionLost  # noqa: E402
-
-_CLEAN_CLOSE = (ConnectionDone, ConnectionLost)
-
-__all__ = ["ConnectionPair", "Leg", "PairInfo", "UpstreamFactory", "Hook", "Callable"]
