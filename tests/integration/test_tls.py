@@ -225,3 +225,24 @@ def test_config_loads_tls_keys(tmp_path: Path, pki: Pki) -> None:
     peer_tls = config.peers[0].tls
     assert peer_tls is not None and peer_tls.pins == {pki.bob.sha256} and peer_tls.names == (EC2,)
     assert config.tls is not None and config.tls.cert == pki.proxy.cert
+
+
+def test_tls_to_the_trusted_node_too(pki: Pki, tmp_path: Path) -> None:
+    """trusted.tls: the trusted node runs inet_tls as well; distproxy dials it over TLS and
+    its back listeners accept TLS (from the trusted node's certificate) only."""
+    desk = issue(pki.directory, f"my_desktop@{HOST}", pki.peers_ca, file_stem="desk")
+    peers = [PeerSpec("ec2_node", ALLOW_ALL, config_extra={"tls": {"ca": str(pki.peers_ca.pem)}},
+                      node_args=tls_dist_args(pki.optfile("ec2-2", pki.ec2)))]
+    cluster = SeedCluster(tmp_path, peers, trusted_args=tls_dist_args(pki.optfile("desk", desk)),
+                          config_extra={"tls": {"cert": str(pki.proxy.cert), "key": str(pki.proxy.key)},
+                                        "trusted": {"name": f"my_desktop@{HOST}", "cookie_file": "my_desktop.cookie",
+                                                    "tls": {"ca": str(pki.peers_ca.pem)}}})
+    with cluster:
+        trusted, ec2 = cluster.trusted, cluster.peer_nodes["ec2_node"]
+        assert trusted is not None
+        assert trusted.eval(f"rpc:call('{EC2}', erlang, node, []).") == Atom(EC2)
+        trusted.eval(f"erlang:disconnect_node('{EC2}'), ok.")
+        assert ec2.eval(f"rpc:call({TRUSTED}, erlang, node, []).") == Atom(f"my_desktop@{HOST}")
+        # The trusted node's dial arrived over TLS on ec2_node's back listener, bound to its name.
+        line = wait_for_log(cluster, "certificate CN=my_desktop@127.0.0.1")
+        assert f"as {EC2} from" in line and "identifies my_desktop@127.0.0.1" in line
