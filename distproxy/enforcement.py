@@ -12,6 +12,11 @@ decision, writes the decision log, and maps the effective action to a ``HookResu
 - disconnect: forward nothing and close the connection pair.
 
 In audit mode the decision records the would-be verdict and the frame is forwarded.
+
+The stateful path (``hooks``, ``distproxy.policy.guards.StatefulHooks``) runs for every
+frame: from_peer guards (flag gating, rates, sizes, atoms, funs, caps) before the rules,
+connection-state recording after an accept. An Enforcer with hooks never hands out a
+reusable verdict: a cached verdict must not bypass them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from distproxy.dist.control import ControlMessage
 from distproxy.dist.datapath import ACCEPT, Direction, HookResult
 from distproxy.policy import Context, Counters, DecisionLog, PolicyStore, Verdict, reject_frames
+from distproxy.policy.guards import StatefulHooks
 
 DROP = HookResult(forward=False)
 
@@ -36,13 +42,17 @@ class Enforcer:
     context: Context
     direction: Direction
     clock: Callable[[], float]
+    hooks: StatefulHooks | None = None  # guards and connection state: never cached
 
     def __call__(self, message: ControlMessage) -> HookResult:
         peer = self.context.peer_node
         engine = self.store.engine_for(peer)
         if engine is None:  # no policy covers this peer: nothing passes
             return HookResult(forward=False, close=f"no policy covers {peer}")
-        decision = engine.evaluate(message, self.direction, self.context)
+        hooks = self.hooks
+        decision = hooks.before(message, engine.policy, self.clock()) if hooks is not None else None
+        if decision is None:
+            decision = engine.evaluate(message, self.direction, self.context)
         self.counters.count(peer, self.direction, message.kind, decision)
         if decision.should_log and self.decision_log is not None:
             policy = engine.policy
@@ -50,6 +60,8 @@ class Enforcer:
                                   message=message, policy=policy.name, revision=policy.revision)
         action = decision.action
         if action is Verdict.ACCEPT:
+            if hooks is not None:
+                hooks.accepted(message)
             return ACCEPT
         if action is Verdict.DROP:
             return DROP

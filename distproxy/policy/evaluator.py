@@ -60,10 +60,29 @@ def _node_matcher(globs: tuple[str, ...]) -> Callable[[str], bool]:
     return lru_cache(maxsize=1024)(compile_globs(globs))
 
 
+class StateView(FrameView):
+    """A FrameView that also carries the connection's state (for the ``reply`` matcher)."""
+
+    __slots__ = ("state",)
+
+
+def _reply_predicate(want: bool) -> Predicate:
+    def reply(v: FrameView) -> bool:
+        v.consulted = True  # depends on connection state: never a cacheable decision
+        state = getattr(v, "state", None)
+        if state is None:  # explain/test: no connection, assume the frame is a reply
+            return want
+        return state.is_reply(v.msg) is want
+
+    return reply
+
+
 def compile_rule_predicates(rule: Rule) -> tuple[Predicate, ...]:
     """The rule's matchers as predicates on a FrameView, cheap ones first."""
     cheap: list[Predicate] = []
     deep: list[Predicate] = []
+    if rule.reply is not None:
+        cheap.append(_reply_predicate(rule.reply))
     if rule.from_node:
         fm = _node_matcher(rule.from_node)
         cheap.append(lambda v: fm(v.sender_node))
@@ -145,6 +164,8 @@ def _describe_rule(rule: Rule) -> str:
     parts = []
     if rule.ops:
         parts.append("op " + "|".join(rule.ops))
+    if rule.reply is not None:
+        parts.append("a reply" if rule.reply else "not a reply")
     for label, vals in (("to", rule.to), ("from_node", rule.from_node),
                         ("to_node", rule.to_node), ("payload", rule.payload)):
         if vals:
@@ -208,11 +229,12 @@ class PolicyEngine:
         if cands is None:
             cands = table.any_kind
         if direction == "from_peer":
-            view = FrameView(message, direction, ctx.peer_node, ctx.trusted_node,
+            view = StateView(message, direction, ctx.peer_node, ctx.trusted_node,
                              ctx.peer_node)
         else:
-            view = FrameView(message, direction, ctx.trusted_node, ctx.peer_node,
+            view = StateView(message, direction, ctx.trusted_node, ctx.peer_node,
                              ctx.peer_node)
+        view.state = ctx.state
         if message.kind in NAME_KINDS:
             cands = table.for_name(message.kind, view.target_name())
         shadow: _Compiled | None = None
@@ -251,7 +273,8 @@ class PolicyEngine:
         receiver = ctx.receiver_node(direction)
         matches: list[tuple[str, Mode, Verdict, str]] = []
         for c in cands:
-            view = FrameView(message, direction, sender, receiver, ctx.peer_node)
+            view = StateView(message, direction, sender, receiver, ctx.peer_node)
+            view.state = ctx.state
             if all(p(view) for p in c.preds):
                 src = c.source
                 if isinstance(src, Rule):

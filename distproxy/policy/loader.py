@@ -31,6 +31,7 @@ from .model import (
     Verdict,
 )
 from .patterns import compile_pattern
+from .state import REPLY_KINDS
 from .syntax import SyntaxErrorAt
 
 __all__ = ["PolicyError", "PolicyLoadError", "load_policy", "load_policy_text",
@@ -43,11 +44,14 @@ _ID_RX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 _TOP_KEYS = ("policy", "description", "mode", "baseline", "limits", "to_peer", "from_peer")
 _DIR_KEYS = ("default", "rules", "log_default")
 _RULE_KEYS = ("id", "description", "op", "to", "mfa", "call", "payload", "from_node",
-              "to_node", "action", "log", "mode", "reply_error")
+              "to_node", "action", "log", "mode", "reply_error", "reply")
 _BASELINE_KEYS = ("enabled", "mode", "allow_spawn", "allow_io_mfa", "allow_names", "pg_scopes",
                   "disable")
-_LIMIT_KEYS = {"max_frame_bytes": int, "max_atoms": int, "frames_per_second": int,
-               "handshake_timeout_s": float, "hidden": bool}
+_LIMIT_KEYS: dict[str, Any] = {
+    "max_frame_bytes": int, "max_atoms": int, "frames_per_second": int,
+    "handshake_timeout_s": float, "hidden": bool, "bytes_per_second": int,
+    "burst_seconds": float, "max_message_bytes": int, "max_depth": int, "max_terms": int,
+    "max_peer_monitors": int, "max_peer_links": int, "allow_funs": tuple, "on_limit": Verdict}
 _VERDICTS = ", ".join(v.value for v in Verdict)
 _MODES = ", ".join(m.value for m in Mode)
 #: Ops each matcher can apply to (a rule combining it with other ops is an error).
@@ -237,6 +241,7 @@ def _parse_rule(cx: _Ctx, m: Marked, index: int, direction: str, file_ids: dict[
     applies("mfa", _MFA_KINDS)
     applies("call", _CALL_KINDS)
     applies("payload", _PAYLOAD_KINDS)
+    applies("reply", tuple(REPLY_KINDS))
 
     kw: dict[str, Any] = {}
     for key in ("to", "from_node", "to_node"):
@@ -262,6 +267,10 @@ def _parse_rule(cx: _Ctx, m: Marked, index: int, direction: str, file_ids: dict[
         b = cx.boolean(d["log"], "log", rule_id, where)
         if b is not None:
             kw["log"] = b
+    if "reply" in d:
+        b = cx.boolean(d["reply"], "reply", rule_id, where)
+        if b is not None:
+            kw["reply"] = b
     if "mode" in d:
         mo = cx.mode(d["mode"], rule_id, where)
         if mo is not None:
@@ -381,6 +390,21 @@ def _parse_limits(cx: _Ctx, m: Marked | None) -> Limits:
         if key not in d:
             continue
         v = d[key].value
+        if typ is tuple:
+            if v == []:
+                kw[key] = ()
+                continue
+            got = cx.strings(d[key], key, where="limits")
+            if got is not None:
+                kw[key] = got
+            continue
+        if typ is Verdict:
+            try:
+                kw[key] = Verdict(v)
+            except ValueError:
+                cx.err(d[key].line, f"{key}: unknown verdict {v!r} (expected {_VERDICTS})",
+                       where="limits")
+            continue
         if typ is bool:
             if type(v) is not bool:
                 cx.err(d[key].line, f"{key}: expected true or false", where="limits")

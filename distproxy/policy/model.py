@@ -79,6 +79,7 @@ class Rule:
     to_node: tuple[str, ...] = ()
     reply_error: str | None = None  # spawn_request reject: the error atom
     description: str = ""
+    reply: bool | None = None  # True: only replies to what T asked (state.py); False: only non-replies
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,25 @@ class BaselineConfig:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-peer limits enforced by the proxy layer (not by the evaluator)."""
+    """Per-peer limits enforced by the proxy layer (not by the evaluator).
+
+    None means the safe default of ``distproxy.policy.guards`` (docs/POLICY.md section 3).
+    """
 
     max_frame_bytes: int | None = None
-    max_atoms: int | None = None
+    max_atoms: int | None = None  # distinct atoms the peer may introduce to T
     frames_per_second: int | None = None
     handshake_timeout_s: float | None = None
     hidden: bool | None = None  # clear DFLAG_PUBLISHED on the peer's legs
+    bytes_per_second: int | None = None
+    burst_seconds: float | None = None  # token-bucket depth, in seconds of the rate
+    max_message_bytes: int | None = None  # one frame from the peer
+    max_depth: int | None = None  # nesting of one from_peer term
+    max_terms: int | None = None  # terms in one from_peer frame
+    max_peer_monitors: int | None = None  # live monitors the peer holds on T processes
+    max_peer_links: int | None = None  # live links the peer created to T processes
+    allow_funs: tuple[str, ...] | None = None  # module globs of funs/exports a peer may send
+    on_limit: Verdict | None = None  # None: each guard's own default verdict
 
 
 @dataclass(frozen=True)
@@ -145,7 +158,8 @@ class Decision:
 
     ``verdict`` is what the deciding rule says; ``mode`` whether it is enforced. The
     proxy acts on :attr:`action` (``verdict`` in enforce mode, ``accept`` in audit mode).
-    ``payload_dependent`` is False when no payload matcher was consulted, so the same
+    ``payload_dependent`` is False when no payload matcher and no connection state (the
+    ``reply`` matcher) was consulted, so the same
     decision holds for any frame with the same wire op, target name, spawn MFA, sender
     node and connection under the same policy revision.
     """
@@ -179,6 +193,9 @@ class Context:
     peer_node: str  # e.g. "ec2_node@10.0.0.5"
     trusted_node: str  # e.g. "my_desktop@127.0.0.1"
     negotiated_flags: int = 0
+    #: the connection's ConnectionState (policy/state.py); None outside a real connection
+    #: (explain, test), where the ``reply`` matcher assumes a frame is a reply
+    state: Any = field(default=None, compare=False, hash=False, repr=False)
 
     def sender_node(self, direction: Direction | str) -> str:
         return self.peer_node if direction == Direction.FROM_PEER else self.trusted_node

@@ -32,6 +32,8 @@ from distproxy.dist.datapath import Direction, FramePump, Hook, accept_all
 from distproxy.dist.epmd import EpmdRegistry
 from distproxy.enforcement import Enforcer
 from distproxy.policy import Context, Counters, DecisionLog, PolicyStore
+from distproxy.policy.guards import AtomLedger, PeerGuards, StatefulHooks
+from distproxy.policy.state import ConnectionState
 
 from . import tls
 from .epmd import EpmdLookupError, EpmdRegistration, EpmdServerFactory, lookup_port
@@ -141,6 +143,11 @@ class ProxyService:
     decisions: Counters = field(default_factory=Counters)
     decision_log: DecisionLog | None = None
     loops: list[task.LoopingCall] = field(default_factory=list)
+    # Atoms each peer introduced to T (per peer, for the proxy's life: atoms outlive
+    # connections), and the connection state the two pumps of a pair share (held only
+    # between the two new_pump calls of one pair).
+    atom_ledgers: dict[str, AtomLedger] = field(default_factory=dict)
+    _pair_states: dict[int, tuple[PairInfo, ConnectionState]] = field(default_factory=dict)
     metrics: Any = None  # a metrics.Metrics when the config has `metrics:` (see proxy/metrics.py)
 
     # -- start-up ---------------------------------------------------------------------
@@ -275,10 +282,24 @@ class ProxyService:
     def new_pump(self, info: PairInfo, direction: Direction) -> FramePump:
         hook: Hook = accept_all
         if self.store is not None:
-            context = Context(peer_node=info.peer, trusted_node=info.trusted, negotiated_flags=info.flags)
+            state = self._connection_state(info)
+            ledger = self.atom_ledgers.setdefault(info.peer, AtomLedger())
+            context = Context(peer_node=info.peer, trusted_node=info.trusted, negotiated_flags=info.flags,
+                              state=state)
+            guards = (PeerGuards(ledger, state, info.flags, self.reactor.seconds())
+                      if direction is Direction.FROM_PEER else None)
             hook = Enforcer(self.store, self.decisions, self.decision_log, context, direction,
-                            self.reactor.seconds)
+                            self.reactor.seconds, StatefulHooks(direction.value, state, guards, ledger))
         return FramePump(direction, hook, self.max_frame_bytes(info.peer))
+
+    def _connection_state(self, info: PairInfo) -> ConnectionState:
+        """One ConnectionState for both pumps of the pair ``info`` describes."""
+        held = self._pair_states.pop(id(info), None)
+        if held is not None and held[0] is info:
+            return held[1]
+        state = ConnectionState(info.trusted, info.peer)
+        self._pair_states[id(info)] = (info, state)
+        return state
 
     def handshake_failed(self, pair: ConnectionPair, event: "hs.HandshakeFailed") -> None:
         self.counters[f"handshake_failed:{event.leg}"] += 1
