@@ -325,9 +325,9 @@ class TlsLeg(Leg):
         self.pair.tls_identities = identities
         self.pair.tls_peer = describe(leaf)
         if not identities:
-            reasons = "; ".join(self.server.refusals(leaf, chain))
-            self.pair.refusal = f"TLS certificate {describe(leaf)} identifies no node allowed here ({reasons})"
-            self.pair.close(self.pair.refusal)
+            # Refused at its send_name (claim_refusal), before anything is dialled; say why here.
+            log.warning("%s: TLS certificate %s identifies no node allowed here: %s", self.pair.label,
+                        describe(leaf), "; ".join(self.server.refusals(leaf, chain)))
             return
         log.info("%s: TLS %s, certificate %s identifies %s", self.pair.label, self.connection.get_protocol_version_name(),
                  describe(leaf), ", ".join(sorted(identities)))

@@ -9,6 +9,7 @@ Impostors pose as bob_colo (which is started only by the test that needs it).
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,8 @@ def cluster(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed
         PeerSpec("carol_plain", ALLOW_ALL),
     ]
     c = SeedCluster(tmp_path_factory.mktemp("tls"), peers,
-                    config_extra={"tls": {"cert": str(pki.proxy.cert), "key": str(pki.proxy.key)}})
+                    config_extra={"tls": {"cert": str(pki.proxy.cert), "key": str(pki.proxy.key)},
+                                  "metrics": f"{HOST}:0"})
     c.start(start_peers=("ec2_node", "carol_plain"))
     try:
         yield c
@@ -136,6 +138,7 @@ def test_plain_peer_shares_the_port_with_tls_peers(cluster: SeedCluster) -> None
 
 def test_missing_client_certificate_is_refused(cluster: SeedCluster, pki: Pki) -> None:
     since = log_offset(cluster)
+    before = handshake_failures(cluster)
     node = impostor(cluster, pki.optfile("no-cert", None))
     try:
         assert node.eval(f"net_adm:ping({TRUSTED}).") == Atom("pang")
@@ -143,6 +146,7 @@ def test_missing_client_certificate_is_refused(cluster: SeedCluster, pki: Pki) -
         node.stop()
     line = wait_for_log(cluster, "TLS handshake failed", since)
     assert "certificate" in line
+    assert handshake_failures(cluster)["tls"] >= before["tls"] + 1
     assert Atom(BOB) not in cluster.trusted.eval("nodes(connected).")  # type: ignore[union-attr]
 
 
@@ -174,6 +178,33 @@ def test_one_peers_certificate_cannot_open_another_peers_leg(cluster: SeedCluste
         assert "not a pinned certificate" in line
     finally:
         node.stop()
+
+
+def test_certificate_of_the_right_ca_with_a_wrong_name_is_refused(cluster: SeedCluster, pki: Pki) -> None:
+    since = log_offset(cluster)
+    before = handshake_failures(cluster)
+    mallory = issue(pki.directory, f"mallory@{HOST}", pki.peers_ca)  # ec2_node's CA, not its name
+    node = impostor(cluster, pki.optfile("mallory", mallory))
+    try:
+        assert node.eval(f"net_adm:ping({TRUSTED}).") == Atom("pang")
+    finally:
+        node.stop()
+    why = wait_for_log(cluster, "identifies no node allowed here:", since)
+    assert "CN=mallory@127.0.0.1" in why and "none of which is ec2_node@127.0.0.1's" in why
+    assert "but its send_name claims bob_colo@127.0.0.1" in wait_for_log(cluster, "refused bob_colo", since)
+    after = handshake_failures(cluster)
+    assert after["identity"] >= before["identity"] + 1  # a bounded reason label, in the metrics
+
+
+def handshake_failures(cluster: SeedCluster) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert cluster.proxy is not None
+    url = f"http://{HOST}:{cluster.proxy.ready['metrics']}/metrics"
+    with urllib.request.urlopen(url, timeout=LOG_WAIT) as response:
+        text = response.read().decode()
+    return {s.labels["reason"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == "distproxy_handshake_failures_total"}
 
 
 def test_plain_tcp_cannot_claim_a_tls_peer(cluster: SeedCluster) -> None:
