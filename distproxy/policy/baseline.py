@@ -51,8 +51,10 @@ OTP_INTERNAL_NAMES: tuple[str, ...] = (
 
 #: Entry ids (without prefix) and the threat each one stops (docs/POLICY.md mirrors it).
 THREATS: dict[str, str] = {
-    "sender-node": "sender spoofing: a frame whose sender pid/ref/port names another node "
-                   "(OTP delivers it; anything trusting node(From) is fooled)",
+    "sender-node": "sender spoofing: a frame whose sender pid, or a reference or pid the "
+                   "peer itself creates (monitor/demonitor ref, spawn request id, the pid a "
+                   "spawn_reply reports), names another node (OTP delivers it; anything "
+                   "trusting node(From) is fooled)",
     "no-spawn": "remote code execution by SPAWN_REQUEST (spawn/4, spawn of funs, "
                 "erpc:call/cast, rpc:call in OTP 25+); allow_spawn lists exceptions, "
                 "checked against erpc's inner MFA too",
@@ -84,6 +86,8 @@ _GLOBAL = Atom("global")
 _PUT_CHARS = Atom("put_chars")
 _LOCK_SET = Atom("lock_set")
 _GET_UNTIL = Atom("get_until")
+#: Kinds whose reference the sending node creates (so it names the sender's node).
+_PEER_MADE_REF = frozenset(("monitor", "demonitor", "spawn_request"))
 
 
 @dataclass(frozen=True)
@@ -252,12 +256,21 @@ def build_baseline(cfg: BaselineConfig) -> list[BaselineEntry]:
 
     # sender-node
     def foreign_sender(view: FrameView) -> bool:
-        s = view.msg.sender
-        node = getattr(s, "node", None)
-        return node is not None and node.name != view.peer_node
+        msg = view.msg
+        peer = view.peer_node
+        node = getattr(msg.sender, "node", None)
+        if node is not None and node.name != peer:
+            return True
+        kind = msg.kind
+        if kind in _PEER_MADE_REF:  # the peer made this ref: it must carry the peer's node
+            return msg.ref.node.name != peer
+        if kind == "spawn_reply":  # the spawned process lives on the peer
+            result = msg.control[4]
+            return type(result) is Pid and result.node.name != peer
+        return False
 
     add("sender-node", ("link", "exit", "exit2", "reg_send", "send", "monitor", "demonitor",
-                        "monitor_exit", "spawn_request", "alias_send", "unlink",
+                        "monitor_exit", "spawn_request", "spawn_reply", "alias_send", "unlink",
                         "unlink_id", "unlink_id_ack", "group_leader"),
         Verdict.DROP, foreign_sender, False)
 

@@ -188,6 +188,8 @@ class PeerGuards:
                                   DEFAULTS.bytes_per_second * DEFAULTS.burst_seconds, now)
         self._pending: set[bytes] = set()
         self.refused: dict[str, int] = {}
+        # T made these atoms at the handshake (or has them anyway): never charged.
+        ledger.learn({state.trusted_node.encode(), state.peer_node.encode(), b""})
 
     def configure(self, limits: Limits, now: float) -> None:
         """Apply a (re)loaded policy's limits; cheap when they did not change."""
