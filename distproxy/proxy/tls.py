@@ -16,10 +16,13 @@ ordinary (plain) EPMD. So TLS is a wrapper around a :class:`~distproxy.proxy.pai
   certificate and verifies the node's server certificate against that node's trust only,
   inside the handshake, so nothing (not even the send_name) reaches an impostor.
 
-One difference from TCP: OTP frames the *handshake* messages over TLS with a 4-byte
+One difference from TCP: OTP 25 frames the *handshake* messages over TLS with a 4-byte
 length (``{packet,4}``, as in the data phase) where TCP uses 2 bytes. :class:`_Reframer`
 converts them to and from the relay's 2-byte framing until each side's last handshake
-message ('r' from the dialler, 'a' from the dialled node), then passes bytes through.
+message ('r' from the dialler, 'a' from the dialled node), then passes bytes through. It
+tells the two framings apart by the first message (a 4-byte length of a handshake
+message starts with two zero bytes; a 2-byte one cannot be zero), so a node that uses
+the TCP framing over TLS is passed through unchanged.
 
 Session caching and tickets are off: every connection presents and verifies its
 certificate, so a resumed session can never skip the identity check.
@@ -199,15 +202,25 @@ def _pair_of(conn: SSL.Connection) -> "ConnectionPair | None":
 class _Framing:
     """Rewrites the length prefix of handshake messages, one direction, until ``last``."""
 
-    def __init__(self, src_length: int, dst_length: int, last: int) -> None:
+    def __init__(self, src_length: int, dst_length: int, last: int, sniff: bool = False) -> None:
         self.src, self.dst, self.last = src_length, dst_length, last
+        self.sniff = sniff  # decide from the first two bytes whether src is really 4 bytes
         self.buffer = bytearray()
         self.done = False
+        self.passthrough = False  # the remote turned out to use the 2-byte framing itself
 
     def convert(self, data: bytes) -> bytes:
         if self.done:
             return data
         self.buffer += data
+        if self.sniff:
+            if len(self.buffer) < TCP_HS_LENGTH:
+                return b""
+            self.sniff = False
+            if self.buffer[:TCP_HS_LENGTH] != bytes(TCP_HS_LENGTH):  # already 2-byte framing
+                self.done = self.passthrough = True
+                data, self.buffer = bytes(self.buffer), bytearray()
+                return data
         out = bytearray()
         while len(self.buffer) >= self.src:
             size = int.from_bytes(self.buffer[:self.src], "big")
@@ -239,7 +252,8 @@ class _Reframer(protocol.Protocol):
         self.leg = leg
         self.pair = leg.pair
         last_in, last_out = (LAST_FROM_DIALLER, LAST_FROM_DIALLED) if remote_dials else (LAST_FROM_DIALLED, LAST_FROM_DIALLER)
-        self.incoming = _Framing(TLS_HS_LENGTH, TCP_HS_LENGTH, last_in)
+        self.remote_dials = remote_dials
+        self.incoming = _Framing(TLS_HS_LENGTH, TCP_HS_LENGTH, last_in, sniff=True)
         self.outgoing = _Framing(TCP_HS_LENGTH, TLS_HS_LENGTH, last_out)
 
     def makeConnection(self, transport: Any) -> None:
@@ -248,6 +262,8 @@ class _Reframer(protocol.Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         data = self.incoming.convert(data)
+        if self.incoming.passthrough and self.remote_dials:
+            self.outgoing.done = True  # answer a TCP-framed dialler in its own framing
         if data:
             self.leg.dataReceived(data)
 

@@ -277,3 +277,30 @@ def test_tls_to_the_trusted_node_too(pki: Pki, tmp_path: Path) -> None:
         # The trusted node's dial arrived over TLS on ec2_node's back listener, bound to its name.
         line = wait_for_log(cluster, "certificate CN=my_desktop@127.0.0.1")
         assert f"as {EC2} from" in line and "identifies my_desktop@127.0.0.1" in line
+
+
+# -- the handshake reframing, without sockets -----------------------------------------------
+
+def _msg(body: bytes, width: int) -> bytes:
+    return len(body).to_bytes(width, "big") + body
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_reframing_converts_until_the_last_handshake_message(chunk: int) -> None:
+    from distproxy.proxy.tls import LAST_FROM_DIALLER, _Framing
+
+    name, reply, data = b"N" + bytes(14) + b"a@b", b"r" + bytes(20), _msg(b"p" + bytes(7), 4)
+    stream = _msg(name, 4) + _msg(reply, 4) + data + _msg(b"", 4)  # after 'r': data phase, a tick
+    framing = _Framing(4, 2, LAST_FROM_DIALLER, sniff=True)
+    out = b"".join(framing.convert(stream[i:i + chunk]) for i in range(0, len(stream), chunk))
+    assert out == _msg(name, 2) + _msg(reply, 2) + data + _msg(b"", 4)
+    assert framing.done and not framing.passthrough
+
+
+def test_reframing_passes_a_tcp_framed_dialler_through() -> None:
+    from distproxy.proxy.tls import LAST_FROM_DIALLER, _Framing
+
+    stream = _msg(b"N" + bytes(14) + b"a@b", 2) + _msg(b"r" + bytes(20), 2)
+    framing = _Framing(4, 2, LAST_FROM_DIALLER, sniff=True)
+    assert framing.convert(stream[:1]) + framing.convert(stream[1:]) == stream
+    assert framing.passthrough
