@@ -26,6 +26,12 @@ MAX_FRAME_BYTES_LIMIT = 2**32 - 1
 DEFAULT_EPMD_PORT = 4369
 LOOPBACK = "127.0.0.1"
 MAX_COOKIE_BYTES = 255  # cookies are atoms
+# Handshake flood limits, per listener and source address (a refused connection is
+# closed at once, before it costs the trusted node anything).
+DEFAULT_MAX_PENDING_HANDSHAKES = 64
+DEFAULT_HANDSHAKE_RATE = 50.0  # new connections per second
+DEFAULT_HANDSHAKE_BURST = 100
+MAX_HANDSHAKE_SETTING = 1_000_000
 
 # (key path, meaning) — printed by `distproxy run --help`.
 KEYS: tuple[tuple[str, str], ...] = (
@@ -42,6 +48,11 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("back_address", "address of the per-peer listeners the trusted node dials (default 127.0.0.1)"),
     ("handshake_timeout", f"seconds allowed per handshake step (default {DEFAULT_HANDSHAKE_TIMEOUT:g}, like net_setuptime)"),
     ("max_frame_bytes", f"largest distribution frame accepted (default {DEFAULT_MAX_FRAME_BYTES}); larger closes the connection"),
+    ("max_pending_handshakes", f"connections per listener and source address still in their handshake "
+                               f"(default {DEFAULT_MAX_PENDING_HANDSHAKES}); more are closed at once"),
+    ("handshake_rate", f"new connections per second per listener and source address (default "
+                       f"{DEFAULT_HANDSHAKE_RATE:g}; token bucket); more are closed at once"),
+    ("handshake_burst", f"connections accepted at once before handshake_rate applies (default {DEFAULT_HANDSHAKE_BURST})"),
     ("decision_log", "JSON-lines decision log (default: var/decisions.jsonl next to the config)"),
     ("stats_file", "counters snapshot read by `distproxy stats` (default: var/stats.json next to the config)"),
     ("peers[].name", "full node name of an untrusted peer (required, unique)"),
@@ -153,6 +164,9 @@ class ProxyConfig:
     stats_file: Path
     tls: TlsOwn | None = None
     metrics: HostPort | None = None
+    max_pending_handshakes: int = DEFAULT_MAX_PENDING_HANDSHAKES
+    handshake_rate: float = DEFAULT_HANDSHAKE_RATE
+    handshake_burst: int = DEFAULT_HANDSHAKE_BURST
 
     def peer(self, name: str) -> PeerConfig | None:
         for peer in self.peers:
@@ -348,7 +362,8 @@ def _location(reader: _Reader, name: str, default_epmd: HostPort | None, local_o
 
 
 TOP_KEYS = {"trusted", "listen", "front_epmd", "back_epmd", "back_address", "handshake_timeout",
-            "max_frame_bytes", "decision_log", "stats_file", "peers", "tls", "metrics"}
+            "max_frame_bytes", "decision_log", "stats_file", "peers", "tls", "metrics",
+            "max_pending_handshakes", "handshake_rate", "handshake_burst"}
 TRUSTED_KEYS = {"name", "cookie", "cookie_file", "address", "port", "epmd", "tls"}
 PEER_KEYS = {"name", "cookie", "cookie_file", "policy", "address", "port", "epmd", "listen_port", "hidden", "tls"}
 TLS_OWN_KEYS = {"cert", "key"}
@@ -528,6 +543,11 @@ def load_config(path: Path | str, text: str | None = None) -> ProxyConfig:
         stats_file=root.file_path("stats_file", var / "stats.json") or var / "stats.json",
         tls=tls_own,
         metrics=root.host_port("metrics", allow_any_port=True),
+        max_pending_handshakes=root.integer("max_pending_handshakes", DEFAULT_MAX_PENDING_HANDSHAKES, 1,
+                                            MAX_HANDSHAKE_SETTING) or DEFAULT_MAX_PENDING_HANDSHAKES,
+        handshake_rate=root.number("handshake_rate", DEFAULT_HANDSHAKE_RATE, 0, MAX_HANDSHAKE_SETTING),
+        handshake_burst=root.integer("handshake_burst", DEFAULT_HANDSHAKE_BURST, 1, MAX_HANDSHAKE_SETTING)
+        or DEFAULT_HANDSHAKE_BURST,
     )
 
 

@@ -36,6 +36,7 @@ from distproxy.policy.guards import AtomLedger, PeerGuards, StatefulHooks
 from distproxy.policy.state import ConnectionState
 
 from . import tls
+from .admission import Admission
 from .epmd import EpmdLookupError, EpmdRegistration, EpmdServerFactory, lookup_port
 from .pair import ConnectionPair, PairInfo, UpstreamFactory
 
@@ -120,8 +121,12 @@ class _FrontFactory(protocol.ServerFactory):
         self.service = service
         self.identity = identity
 
-    def buildProtocol(self, addr: Any) -> protocol.Protocol:
+    def buildProtocol(self, addr: Any) -> protocol.Protocol | None:
+        key = (self.identity.node_name, addr.host)
+        if self.service.admission.admit(key, self.service.reactor.seconds()) is not None:
+            return None  # Twisted closes the socket at once (handshake flood control)
         pair = ConnectionPair(self.service, self.identity, f"{addr.host}:{addr.port}")
+        self.service.admitted[pair] = key
         self.service.pairs.add(pair)
         if self.identity.tls_server is not None:
             return self.identity.tls_server.protocol_for(pair)
@@ -148,6 +153,12 @@ class ProxyService:
     # between the two new_pump calls of one pair).
     atom_ledgers: dict[str, AtomLedger] = field(default_factory=dict)
     _pair_states: dict[int, tuple[PairInfo, ConnectionState]] = field(default_factory=dict)
+    admission: Admission = field(init=False)  # handshake flood control (admission.py)
+    admitted: dict[ConnectionPair, Any] = field(default_factory=dict)  # pairs still in their handshake
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.config.max_pending_handshakes, self.config.handshake_rate,
+                                   self.config.handshake_burst)
     metrics: Any = None  # a metrics.Metrics when the config has `metrics:` (see proxy/metrics.py)
 
     # -- start-up ---------------------------------------------------------------------
@@ -309,12 +320,19 @@ class ProxyService:
     def pair_established(self, pair: ConnectionPair) -> None:
         assert pair.info is not None
         self.counters["pairs_established"] += 1
+        self._handshake_over(pair)
         if self.metrics is not None:
             self.metrics.pair_established(pair)
         log.info("%s: connected %s <-> %s (flags %#x)", pair.label, pair.info.downstream_name,
                  pair.info.upstream_name, pair.info.flags)
 
+    def _handshake_over(self, pair: ConnectionPair) -> None:
+        key = self.admitted.pop(pair, None)
+        if key is not None:
+            self.admission.release(key)
+
     def pair_closed(self, pair: ConnectionPair) -> None:
+        self._handshake_over(pair)
         if self.metrics is not None and pair in self.pairs:
             self.metrics.pair_closed(pair)
         self.pairs.discard(pair)
