@@ -46,6 +46,16 @@ run(Expr, Bin) ->
         {ok, Value}
     catch
         Class:Reason:Stack ->
-            Text = iolist_to_binary(io_lib:format("~0p:~0p ~0p", [Class, Reason, Stack])),
-            {error, Class, Reason, Text}
+            %% Depth-limited text, and the reason itself only when small: a failed call
+            %% carrying a 64 MiB argument must not become a 64 MiB error report.
+            Text = iolist_to_binary(io_lib:format("~0P:~0P ~0P", [Class, 20, Reason, 20, Stack, 20])),
+            {error, Class, small(Reason), Text}
+    end.
+
+-define(MAX_REASON_BYTES, 65536).
+
+small(Term) ->
+    case erlang:external_size(Term) =< ?MAX_REASON_BYTES of
+        true -> Term;
+        false -> too_large_to_report
     end.
