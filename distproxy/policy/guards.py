@@ -15,21 +15,24 @@ guard:flags         an op whose distribution flag was not negotiated  disconnect
                     SEND_SENDER without SEND_SENDER): OTP closes too
 guard:rate          more than ``frames_per_second`` / ``bytes_per_second``  drop
                     (token buckets, ``burst_seconds`` deep, reactor clock)
-guard:size          a frame over ``max_message_bytes``                drop
+guard:size          a frame over ``max_message_bytes``                reject
 guard:malformed     a term that does not parse (unknown tag, bad      disconnect
                     length, bad UTF-8): T would close the connection
-guard:depth         nesting over ``max_depth``                        drop
-guard:terms         more than ``max_terms`` terms                     drop
-guard:funs          a fun or export whose module is not in            drop
+guard:depth         nesting over ``max_depth``                        reject
+guard:terms         more than ``max_terms`` terms                     reject
+guard:funs          a fun or export whose module is not in            reject
                     ``allow_funs`` (default: ``global``, whose
                     resolve fun is normal traffic)
-guard:atoms         atoms that would take the peer over ``max_atoms`` drop
+guard:atoms         atoms that would take the peer over ``max_atoms`` reject
                     distinct atoms T has not itself sent
 guard:monitors      a monitor beyond ``max_peer_monitors`` live ones  reject (DOWN noproc)
 guard:links         a link beyond ``max_peer_links`` live ones        reject (exit noproc)
 ==================  ================================================  ================
 
-``on_limit`` in the policy's ``limits`` replaces every default verdict but guard:flags
+reject is drop plus OTP's own answer where there is one (a SPAWN_REPLY error for a
+spawn request, DOWN ``noproc`` for a gen_server call or a monitor, exit ``noproc`` for a
+link), so a refused caller fails at once instead of hanging; rate refusals are only
+dropped (answering a flood would amplify it). ``on_limit`` in the policy's ``limits`` replaces every default verdict but guard:flags
 and guard:malformed (a frame OTP would refuse cannot be forwarded). The atom ledger is
 per *peer* and lives as long as the proxy, because atoms live as long as T: reconnecting
 does not buy a peer a fresh budget.
@@ -78,9 +81,9 @@ DEFAULTS = GuardSettings()
 
 #: Guard ids and their default verdicts (``on_limit`` overrides all but the fixed ones).
 GUARD_IDS: dict[str, Verdict] = {
-    "flags": Verdict.DISCONNECT, "rate": Verdict.DROP, "size": Verdict.DROP,
-    "malformed": Verdict.DISCONNECT, "depth": Verdict.DROP, "terms": Verdict.DROP,
-    "funs": Verdict.DROP, "atoms": Verdict.DROP, "monitors": Verdict.REJECT,
+    "flags": Verdict.DISCONNECT, "rate": Verdict.DROP, "size": Verdict.REJECT,
+    "malformed": Verdict.DISCONNECT, "depth": Verdict.REJECT, "terms": Verdict.REJECT,
+    "funs": Verdict.REJECT, "atoms": Verdict.REJECT, "monitors": Verdict.REJECT,
     "links": Verdict.REJECT,
 }
 _FIXED = frozenset(("flags", "malformed"))
