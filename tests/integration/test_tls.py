@@ -304,3 +304,16 @@ def test_reframing_passes_a_tcp_framed_dialler_through() -> None:
     framing = _Framing(4, 2, LAST_FROM_DIALLER, sniff=True)
     assert framing.convert(stream[:1]) + framing.convert(stream[1:]) == stream
     assert framing.passthrough
+
+
+def test_config_refuses_a_name_that_would_identify_two_peers(tmp_path: Path, pki: Pki) -> None:
+    path = _config(tmp_path, pki, f"{{ca: {pki.peers_ca.pem}, names: [shared.example]}}")
+    text = path.read_text() + (f"  - name: bob_colo@{HOST}\n    cookie_file: p2.cookie\n    policy: {ALLOW_ALL}\n"
+                               f"    tls: {{ca: {pki.peers_ca.pem}, names: [shared.example]}}\n")
+    (tmp_path / "p2.cookie").write_text("peer-two-cookie")
+    (tmp_path / "p2.cookie").chmod(0o600)
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "peers[1].tls" in str(info.value)
+    assert "name 'shared.example' already identifies ec2_node@127.0.0.1" in str(info.value)
