@@ -22,6 +22,7 @@ TRUSTED = f"'my_desktop@{HOST}'"
 EC2 = f"ec2_node@{HOST}"
 SCRAPE_TIMEOUT = 10.0
 SAMPLE_WAIT = 10.0  # seconds of traffic allowed for one decision-latency sample
+REREGISTER_WAIT = 20.0  # seconds for a node to register again after distproxy restarts
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -97,3 +98,41 @@ def test_handshake_failures_are_counted_by_category(cluster: SeedCluster, tmp_pa
     reasons = {dict(ls)["reason"] for n, ls in after if n == "distproxy_handshake_failures_total"}
     from distproxy.proxy.metrics import FAILURE_CATEGORIES
     assert reasons == set(FAILURE_CATEGORIES)
+
+
+def _wait_for_log(cluster: SeedCluster, text: str, since: int) -> None:
+    assert cluster.proxy is not None
+    deadline = time.monotonic() + REREGISTER_WAIT
+    while text not in cluster.proxy.log_text()[since:]:
+        assert time.monotonic() < deadline, f"no {text!r} in the distproxy log"
+        time.sleep(0.05)
+
+
+def test_cookie_rotation_as_documented(tmp_path: Path) -> None:
+    """docs/DEPLOYMENT.md section 2: set the new cookie on the peer for T only, swap the
+    file, restart distproxy; the nodes re-register and reconnect, no bad_cookie."""
+    cluster = make_cluster(tmp_path, peers=("ec2_node",), config_extra={"metrics": f"{HOST}:0"})
+    with cluster:
+        trusted, ec2 = cluster.trusted, cluster.peer_nodes["ec2_node"]
+        assert trusted is not None and cluster.proxy is not None
+        assert ec2.eval(f"net_adm:ping({TRUSTED}).") == Atom("pong")
+        new = "rotated-ec2-cookie"
+        ec2.eval(f"erlang:set_cookie({TRUSTED}, '{new}'), ok.")
+        cookie_file = cluster.workdir / "ec2_node.cookie"
+        cookie_file.write_text(new)
+        cookie_file.chmod(0o600)
+        since = len(cluster.proxy.log_text())
+        cluster.proxy.stop()
+        cluster.start_proxy()
+        # Both nodes register again in distproxy's EPMDs by themselves (OTP's erl_epmd).
+        _wait_for_log(cluster, "my_desktop registered", since)
+        _wait_for_log(cluster, "ec2_node registered", since)
+        assert ec2.eval(f"net_adm:ping({TRUSTED}).") == Atom("pong")
+        trusted.eval(f"erlang:disconnect_node('{EC2}'), ok.")
+        assert trusted.eval(f"rpc:call('{EC2}', erlang, node, []).") == Atom(EC2)
+        assert value(scrape(cluster), "distproxy_handshake_failures_total", reason="bad_cookie") == 0
+        # The wrong order (distproxy rotated, the peer not): its dials fail as bad_cookie.
+        ec2.eval(f"erlang:set_cookie({TRUSTED}, '{cluster.peer_cookie('ec2_node')}'), ok.")
+        ec2.eval(f"erlang:disconnect_node({TRUSTED}), ok.")
+        assert ec2.eval(f"net_adm:ping({TRUSTED}).") == Atom("pang")
+        assert value(scrape(cluster), "distproxy_handshake_failures_total", reason="bad_cookie") == 1
