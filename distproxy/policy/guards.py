@@ -68,7 +68,7 @@ class GuardSettings:
     frames_per_second: int = 50_000
     bytes_per_second: int = 256 * MiB
     burst_seconds: float = 1.0
-    max_message_bytes: int = 64 * MiB
+    max_message_bytes: int | None = None  # None: max_frame_bytes (config/policy) is the cap
     max_depth: int = 512
     max_terms: int = 1 << 20
     max_peer_monitors: int = 10_000
@@ -221,7 +221,7 @@ class PeerGuards:
         size = len(frame)
         if not self._frames.take(1, now) or not self._bytes.take(size, now):
             return Refusal("rate", f"over {s.frames_per_second} frames/s or {s.bytes_per_second} bytes/s")
-        if size > s.max_message_bytes:
+        if s.max_message_bytes is not None and size > s.max_message_bytes:
             return Refusal("size", f"{size} bytes (max {s.max_message_bytes})")
         kind = message.kind
         if kind == "monitor" and len(self.state.peer_monitors) >= s.max_peer_monitors:
