@@ -17,19 +17,72 @@ The stateful path (``hooks``, ``distproxy.policy.guards.StatefulHooks``) runs fo
 frame: from_peer guards (flag gating, rates, sizes, atoms, funs, caps) before the rules,
 connection-state recording after an accept. An Enforcer with hooks never hands out a
 reusable verdict: a cached verdict must not bypass them.
+
+An accept that read no payload and writes no log line holds for every frame with the
+same control bytes on this connection and direction, until the peer's policy changes:
+such results carry a :class:`Reuse` token, and the pump reuses them without decoding
+(:mod:`distproxy.dist.datapath`), reporting the reuses so the counters stay exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from distproxy.dist.control import ControlMessage
 from distproxy.dist.datapath import ACCEPT, Direction, HookResult
 from distproxy.policy import Context, Counters, DecisionLog, PolicyStore, Verdict, reject_frames
 from distproxy.policy.guards import StatefulHooks
+from distproxy.policy.counters import verdict_label
 
 DROP = HookResult(forward=False)
+
+
+class Reuse:
+    """The cache token of one cacheable accept (see the module docstring)."""
+
+    __slots__ = ("enforcer", "engine", "kind", "decision", "bump")
+
+    def __init__(self, enforcer: "Enforcer", engine: Any, kind: str, decision: Any) -> None:
+        self.enforcer = enforcer
+        self.engine = engine
+        self.kind = kind
+        self.decision = decision
+        self.bump: Callable[[int], None] | None = None  # built on first reuse: most never are
+
+    def still_valid(self) -> bool:
+        e = self.enforcer
+        return e.store.engine_for(e.context.peer_node) is self.engine
+
+    def reuse(self, count: int) -> None:
+        bump = self.bump
+        if bump is None:
+            e = self.enforcer
+            bump = self.bump = _bulk_counter(e.counters, e.context.peer_node, e.direction,
+                                             self.kind, self.decision)
+        bump(count)
+
+
+def _bulk_counter(counters: Counters, peer: str, direction: Direction, kind: str,
+                  decision: Any) -> Callable[[int], None]:
+    """``count`` decisions at once. Counters has no bulk method (policy/ is not ours to
+    change), so this adds to the same keys Counters.count uses; if its internals ever
+    differ, fall back to one count() per frame."""
+    counts = getattr(counters, "_counts", None)
+    rules = getattr(counters, "_rules", None)
+    if not isinstance(counts, dict) or not isinstance(rules, dict):
+        def each(count: int) -> None:
+            for _ in range(count):
+                counters.count(peer, direction, kind, decision)
+        return each
+    key = (peer, str(direction), str(kind), verdict_label(decision))
+    rule = decision.rule_id
+
+    def bulk(count: int) -> None:
+        counts[key] += count
+        rules[rule] += count
+    return bulk
 
 
 @dataclass
@@ -62,7 +115,10 @@ class Enforcer:
         if action is Verdict.ACCEPT:
             if hooks is not None:
                 hooks.accepted(message)
-            return ACCEPT
+                return ACCEPT
+            if decision.payload_dependent or decision.should_log:
+                return ACCEPT
+            return HookResult(cache=Reuse(self, engine, message.kind, decision))
         if action is Verdict.DROP:
             return DROP
         if action is Verdict.REJECT:
