@@ -272,7 +272,8 @@ def test_tls_to_the_trusted_node_too(pki: Pki, tmp_path: Path) -> None:
         trusted, ec2 = cluster.trusted, cluster.peer_nodes["ec2_node"]
         assert trusted is not None
         assert trusted.eval(f"rpc:call('{EC2}', erlang, node, []).") == Atom(EC2)
-        trusted.eval(f"erlang:disconnect_node('{EC2}'), ok.")
+        # Disconnect on the side that dials next, so it cannot race its own nodedown.
+        ec2.eval(f"erlang:disconnect_node({TRUSTED}), ok.")
         assert ec2.eval(f"rpc:call({TRUSTED}, erlang, node, []).") == Atom(f"my_desktop@{HOST}")
         # The trusted node's dial arrived over TLS on ec2_node's back listener, bound to its name.
         line = wait_for_log(cluster, "certificate CN=my_desktop@127.0.0.1")
