@@ -87,6 +87,8 @@ GUARD_IDS: dict[str, Verdict] = {
     "links": Verdict.REJECT,
 }
 _FIXED = frozenset(("flags", "malformed"))
+#: Fraction of a peer's atom budget after which T's own atoms are learnt (AtomLedger).
+LEARN_AT = 0.5
 #: Atoms remembered as T's own (seen in to_peer traffic); T's table holds ~1 Mi by default.
 MAX_KNOWN_ATOMS = 1 << 21
 
@@ -153,6 +155,10 @@ class AtomLedger:
     known: set[bytes] = field(default_factory=set)
     introduced: set[bytes] = field(default_factory=set)
     known_full: int = 0  # atoms not remembered because ``known`` was full
+    #: Scan T's to_peer frames for atoms? Only once the peer has used LEARN_AT of its
+    #: budget: before that no atom of T's can be refused, and scanning every frame T
+    #: sends costs more than everything else the proxy does with it.
+    learning: bool = False
 
     def learn(self, atoms: set[bytes]) -> None:
         known = self.known
@@ -240,8 +246,11 @@ class PeerGuards:
                 return Refusal("funs", f"{what} of module {name}")
         if scan.overflow:
             return Refusal("atoms", "more distinct atoms in one frame than the scanner collects")
-        fresh = self.ledger.fresh(scan.atoms)
-        if fresh and len(self.ledger.introduced) + len(fresh) > s.max_atoms:
+        ledger = self.ledger
+        fresh = ledger.fresh(scan.atoms)
+        if not ledger.learning and len(ledger.introduced) + len(fresh) >= s.max_atoms * LEARN_AT:
+            ledger.learning = True
+        if fresh and len(ledger.introduced) + len(fresh) > s.max_atoms:
             return Refusal("atoms", f"{len(fresh)} new atoms would pass the budget of {s.max_atoms} "
                                     f"({len(self.ledger.introduced)} used)")
         self._pending = fresh
@@ -260,10 +269,13 @@ class PeerGuards:
 
 
 def _scan_frame(message: Any, limits: DecodeLimits) -> AtomScan:
-    scan = scan_at(message.frame, 1, limits)
+    frame = message.frame
+    if type(frame) is not bytes:
+        frame = bytes(frame)  # one copy for both scans
+    scan = scan_at(frame, 1, limits)
     if message.payload_offset is not None:
-        scan = scan_at(message.frame, message.payload_offset, limits, into=scan)
-        if scan.end != len(message.frame):
+        scan = scan_at(frame, message.payload_offset, limits, into=scan)
+        if scan.end != len(frame):
             raise DecodeError(scan.end, "trailing bytes after the payload")
     return scan
 
@@ -315,5 +327,6 @@ class StatefulHooks:
                 self.guards.commit()
         else:
             self.state.record_to_peer(message)
-            if self.ledger is not None and len(message.frame) <= LEARN_MAX_FRAME:
-                learn_atoms(self.ledger, message)
+            ledger = self.ledger
+            if ledger is not None and ledger.learning and len(message.frame) <= LEARN_MAX_FRAME:
+                learn_atoms(ledger, message)

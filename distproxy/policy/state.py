@@ -20,11 +20,13 @@ instead of memory. Recording costs a dict operation per state-creating frame and
 
 from __future__ import annotations
 
+import struct
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Generic, Hashable, TypeVar
 
-from distproxy.term import DEFAULT_LIMITS, Atom, DecodeError, Pid, Reference, decode_at
+from distproxy.term import Atom, Pid, Reference
+from distproxy.term.tags import MAX_REF_WORDS
 
 __all__ = ["StateLimits", "BoundedTable", "ConnectionState", "REPLY_KINDS", "DEFAULT_STATE_LIMITS"]
 
@@ -46,13 +48,15 @@ REPLY_KINDS: dict[str, str] = {
 # Byte prefixes of the improper list ``[alias | Ref]`` (LIST_EXT, one element, the atom
 # ``alias`` in each atom encoding); the tail term (the Ref) follows at once.
 _LIST1 = b"l\x00\x00\x00\x01"
-_ALIAS_PREFIXES: tuple[bytes, ...] = (
-    _LIST1 + b"w\x05alias",  # SMALL_ATOM_UTF8_EXT (what OTP 25+ sends)
-    _LIST1 + b"v\x00\x05alias",  # ATOM_UTF8_EXT
-    _LIST1 + b"s\x05alias",  # SMALL_ATOM_EXT
-    _LIST1 + b"d\x00\x05alias",  # ATOM_EXT
-)
-_ALIAS_NEEDLE = b"\x05alias"
+_ALIAS_TEXT = b"alias"
+_SHORT_HEAD = len(_LIST1) + 2  # list header + SMALL_ATOM header (the long forms are one more)
+#: What precedes the text: the list header and the atom header, per atom encoding.
+_ALIAS_HEADS = frozenset((
+    _LIST1 + b"w\x05",  # SMALL_ATOM_UTF8_EXT (what OTP 25+ sends)
+    _LIST1 + b"v\x00\x05",  # ATOM_UTF8_EXT
+    _LIST1 + b"s\x05",  # SMALL_ATOM_EXT
+    _LIST1 + b"d\x00\x05",  # ATOM_EXT
+))
 _NEW_PID_EXT = 88
 _SMALL_ATOM_UTF8_EXT = 119
 _PID_TRAILER = 12  # NEW_PID_EXT: node atom, then u32 id, u32 serial, u32 creation
@@ -63,6 +67,24 @@ MAX_SCAN_HITS = 256
 SPAWN_REPLY_LINK = 1
 _LINK = Atom("link")
 _MONITOR = Atom("monitor")
+
+
+_REF_WORDS = {n: struct.Struct(f">I{n}I") for n in range(1, MAX_REF_WORDS + 1)}  # creation, ids
+_PID_WORDS = struct.Struct(">III")  # id, serial, creation
+_U16 = struct.Struct(">H")
+_NEWER_REFERENCE_EXT = 90
+
+RefKey = tuple[str, int, tuple[int, ...]]
+PidKey = tuple[str, int, int, int]
+
+
+def ref_key(ref: Any) -> RefKey:
+    """A reference as a plain tuple: hashed in C, and buildable from raw bytes."""
+    return (ref.node.name, ref.creation, ref.ids)
+
+
+def pid_key(pid: Any) -> PidKey:
+    return (pid.node.name, pid.id, pid.serial, pid.creation)
 
 
 @dataclass(frozen=True)
@@ -95,14 +117,15 @@ class BoundedTable(Generic[K]):
 
     def add(self, key: K, value: Any = True) -> None:
         items = self.items
-        if key in items:
+        try:
             items.move_to_end(key)
+        except KeyError:
             items[key] = value
+            if len(items) > self.limit:
+                items.popitem(last=False)
+                self.evictions[self.name] += 1
             return
         items[key] = value
-        if len(items) > self.limit:
-            items.popitem(last=False)
-            self.evictions[self.name] += 1
 
     def get(self, key: K) -> Any:
         return self.items.get(key)
@@ -128,20 +151,22 @@ class ConnectionState:
 
     def __post_init__(self) -> None:
         lim, ev = self.limits, self.evictions
-        self.aliases: BoundedTable[Reference] = BoundedTable("aliases", lim.max_aliases, ev)
-        self.monitors: BoundedTable[Reference] = BoundedTable("monitors", lim.max_monitors, ev)
-        self.spawns: BoundedTable[Reference] = BoundedTable("spawns", lim.max_spawns, ev)
-        self.links: BoundedTable[tuple[Pid, Pid]] = BoundedTable("links", lim.max_links, ev)
-        self.unlinks: BoundedTable[tuple[int, Pid, Pid]] = BoundedTable("unlinks", lim.max_unlinks, ev)
-        self.exposed: BoundedTable[Pid] = BoundedTable("exposed_pids", lim.max_exposed_pids, ev)
-        self.peer_monitors: BoundedTable[Reference] = BoundedTable(
+        # Keys are ref_key/pid_key tuples (C-hashed; buildable from raw bytes).
+        self.aliases: BoundedTable[RefKey] = BoundedTable("aliases", lim.max_aliases, ev)
+        self.monitors: BoundedTable[RefKey] = BoundedTable("monitors", lim.max_monitors, ev)
+        self.spawns: BoundedTable[RefKey] = BoundedTable("spawns", lim.max_spawns, ev)
+        self.links: BoundedTable[tuple[PidKey, PidKey]] = BoundedTable("links", lim.max_links, ev)
+        self.unlinks: BoundedTable[tuple[int, PidKey, PidKey]] = BoundedTable("unlinks", lim.max_unlinks, ev)
+        self.exposed: BoundedTable[PidKey] = BoundedTable("exposed_pids", lim.max_exposed_pids, ev)
+        self.peer_monitors: BoundedTable[RefKey] = BoundedTable(
             "peer_monitors", lim.max_peer_monitors, ev)
-        self.peer_links: BoundedTable[tuple[Pid, Pid]] = BoundedTable(
+        self.peer_links: BoundedTable[tuple[PidKey, PidKey]] = BoundedTable(
             "peer_links", lim.max_peer_links, ev)
         self._trusted_atom = Atom(self.trusted_node)
         encoded = self.trusted_node.encode("utf-8")
-        self._pid_prefix = (bytes((_NEW_PID_EXT, _SMALL_ATOM_UTF8_EXT, len(encoded))) + encoded
-                            if len(encoded) < 256 else b"")
+        self._node_atom = (bytes((_SMALL_ATOM_UTF8_EXT, len(encoded))) + encoded
+                           if len(encoded) < 256 else b"")
+        self._pid_prefix = bytes((_NEW_PID_EXT,)) + self._node_atom if self._node_atom else b""
 
     # -- to_peer: T asks -----------------------------------------------------------------
     def record_to_peer(self, message: Any) -> None:
@@ -149,30 +174,30 @@ class ConnectionState:
         kind = message.kind
         c = message.control
         if kind == "monitor":  # {19, TPid, PeerProc, Ref}
-            self.monitors.add(c[3], c[1])
+            self.monitors.add(ref_key(c[3]), pid_key(c[1]))
         elif kind == "demonitor":
-            self.monitors.pop(c[3])
-            self.aliases.pop(c[3])  # gen:call's monitor ref is its alias too
+            key = ref_key(c[3])
+            self.monitors.pop(key)
+            self.aliases.pop(key)  # gen:call's monitor ref is its alias too
         elif kind == "spawn_request":  # {29, ReqId, From, GL, MFA, Opts[, Token]}
             opts = c[5]
-            link = _LINK in opts
-            self.spawns.add(c[1], (c[2], link))
+            frm = pid_key(c[2])
+            self.spawns.add(ref_key(c[1]), (frm, _LINK in opts))
             if _MONITOR in opts:
-                self.monitors.add(c[1], c[2])  # the DOWN carries the request id
-            self._expose(c[2])
+                self.monitors.add(ref_key(c[1]), frm)  # the DOWN carries the request id
             self._expose(c[3])
         elif kind == "link":  # {1, TPid, PeerPid}
-            self.links.add((c[1], c[2]))
+            self.links.add((pid_key(c[1]), pid_key(c[2])))
         elif kind == "unlink":
             self._unlink(c[1], c[2])
         elif kind == "unlink_id":  # {35, Id, TPid, PeerPid}
-            self.unlinks.add((c[1], c[2], c[3]))
+            self.unlinks.add((c[1], pid_key(c[2]), pid_key(c[3])))
         elif kind == "unlink_id_ack":  # T acks the peer's unlink: the link is gone
             self._unlink(c[3], c[2])
         elif kind == "exit":  # T's linked process died: the link is gone
             self._unlink(c[1], c[2])
         elif kind == "monitor_exit":  # DOWN to a peer monitor: it is gone
-            self.peer_monitors.pop(c[3])
+            self.peer_monitors.pop(ref_key(c[3]))
         sender = message.sender
         if type(sender) is Pid:
             self._expose(sender)
@@ -180,47 +205,57 @@ class ConnectionState:
             self._scan_payload(message)
 
     def _unlink(self, trusted_pid: Any, peer_pid: Any) -> None:
-        self.links.pop((trusted_pid, peer_pid))
-        self.peer_links.pop((trusted_pid, peer_pid))
+        key = (pid_key(trusted_pid), pid_key(peer_pid))
+        self.links.pop(key)
+        self.peer_links.pop(key)
 
     def _expose(self, pid: Any) -> None:
         if type(pid) is Pid and pid.node == self._trusted_atom:
-            self.exposed.add(pid)
+            self.exposed.add(pid_key(pid))
 
     def _scan_payload(self, message: Any) -> None:
         frame = message.frame
         raw = frame if type(frame) is bytes else bytes(frame)
         start = message.payload_offset
-        if raw.find(_ALIAS_NEEDLE, start) >= 0:
-            self._scan_aliases(raw, start)
+        self._scan_aliases(raw, start)
         prefix = self._pid_prefix
-        if prefix:
-            pos = raw.find(prefix, start)
-            hits = 0
-            while pos >= 0 and hits < MAX_SCAN_HITS:
-                hits += 1
-                try:
-                    pid, _ = decode_at(raw, pos, DEFAULT_LIMITS, versioned=False)
-                except DecodeError:
-                    pid = None
-                if type(pid) is Pid:
-                    self.exposed.add(pid)
-                pos = raw.find(prefix, pos + len(prefix))
+        if not prefix:
+            return
+        pos = raw.find(prefix, start)
+        hits = 0
+        node = self.trusted_node
+        size = len(raw)
+        while pos >= 0 and hits < MAX_SCAN_HITS:
+            hits += 1
+            at = pos + len(prefix)
+            if at + _PID_WORDS.size <= size:
+                pid, serial, creation = _PID_WORDS.unpack_from(raw, at)
+                self.exposed.add((node, pid, serial, creation))
+            pos = raw.find(prefix, at)
 
     def _scan_aliases(self, raw: bytes, start: int) -> None:
-        for prefix in _ALIAS_PREFIXES:
-            pos = raw.find(prefix, start)
-            hits = 0
-            while pos >= 0 and hits < MAX_SCAN_HITS:
-                hits += 1
-                tail = pos + len(prefix)
-                try:
-                    ref, _ = decode_at(raw, tail, DEFAULT_LIMITS, versioned=False)
-                except DecodeError:
-                    ref = None
-                if type(ref) is Reference and ref.node == self._trusted_atom:
-                    self.aliases.add(ref)
-                pos = raw.find(prefix, tail)
+        """Aliases of T's node in ``[alias | Ref]`` lists, read straight from the bytes
+        (NEWER_REFERENCE_EXT: u16 words, the node atom, u32 creation, the words)."""
+        node_atom = self._node_atom
+        if not node_atom:
+            return
+        node = self.trusted_node
+        size = len(raw)
+        pos = raw.find(_ALIAS_TEXT, start)
+        hits = 0
+        while pos >= 0 and hits < MAX_SCAN_HITS:
+            hits += 1
+            tail = pos + len(_ALIAS_TEXT)
+            head = pos - _SHORT_HEAD
+            if head >= start and (raw[head:pos] in _ALIAS_HEADS or raw[head - 1:pos] in _ALIAS_HEADS):
+                if (tail + 3 <= size and raw[tail] == _NEWER_REFERENCE_EXT
+                        and raw.startswith(node_atom, tail + 3)):
+                    words = _REF_WORDS.get(_U16.unpack_from(raw, tail + 1)[0])
+                    at = tail + 3 + len(node_atom)
+                    if words is not None and at + words.size <= size:
+                        creation, *ids = words.unpack_from(raw, at)
+                        self.aliases.add((node, creation, tuple(ids)))
+            pos = raw.find(_ALIAS_TEXT, tail)
 
     # -- from_peer: the peer answers -----------------------------------------------------
     def is_reply(self, message: Any) -> bool:
@@ -228,23 +263,23 @@ class ConnectionState:
         kind = message.kind
         c = message.control
         if kind == "alias_send":  # {33, From, Alias}
-            return c[2] in self.aliases
+            return ref_key(c[2]) in self.aliases
         if kind == "monitor_exit":  # {28, PeerProc, TPid, Ref}
-            return self.monitors.get(c[3]) == c[2]
+            return self.monitors.get(ref_key(c[3])) == pid_key(c[2])
         if kind == "exit":  # {24, PeerPid, TPid}
-            return (c[2], c[1]) in self.links
+            return (pid_key(c[2]), pid_key(c[1])) in self.links
         if kind in ("unlink", "unlink_id"):
             frm, to = (c[1], c[2]) if kind == "unlink" else (c[2], c[3])
-            return (to, frm) in self.links
+            return (pid_key(to), pid_key(frm)) in self.links
         if kind == "unlink_id_ack":  # {36, Id, PeerPid, TPid}
-            return (c[1], c[3], c[2]) in self.unlinks
+            return (c[1], pid_key(c[3]), pid_key(c[2])) in self.unlinks
         if kind == "spawn_reply":  # {31, ReqId, TPid, Flags, Result}
-            pending = self.spawns.get(c[1])
-            return pending is not None and pending[0] == c[2]
+            pending = self.spawns.get(ref_key(c[1]))
+            return pending is not None and pending[0] == pid_key(c[2])
         if kind == "send":
-            return message.target in self.exposed
+            return pid_key(message.target) in self.exposed
         if kind == "demonitor":
-            return c[3] in self.peer_monitors
+            return ref_key(c[3]) in self.peer_monitors
         return False
 
     def record_from_peer(self, message: Any) -> None:
@@ -252,32 +287,35 @@ class ConnectionState:
         kind = message.kind
         c = message.control
         if kind == "alias_send":
-            self.aliases.pop(c[2])
+            self.aliases.pop(ref_key(c[2]))
         elif kind == "monitor_exit":
-            if self.monitors.get(c[3]) == c[2]:
-                self.monitors.pop(c[3])
-                self.aliases.pop(c[3])
+            key = ref_key(c[3])
+            if self.monitors.get(key) == pid_key(c[2]):
+                self.monitors.pop(key)
+                self.aliases.pop(key)
         elif kind == "spawn_reply":  # {31, ReqId, TPid, Flags, Result}
-            pending = self.spawns.pop(c[1])
+            key = ref_key(c[1])
+            pending = self.spawns.pop(key)
             result = c[4]
             if type(result) is not Pid:
-                self.monitors.pop(c[1])  # the spawn failed: no monitor, no DOWN
+                self.monitors.pop(key)  # the spawn failed: no monitor, no DOWN
             elif pending is not None and c[3] & SPAWN_REPLY_LINK:
-                self.links.add((c[2], result))
+                self.links.add((pid_key(c[2]), pid_key(result)))
         elif kind == "exit":
             self._unlink(c[2], c[1])
         elif kind == "unlink_id_ack":
-            if self.unlinks.pop((c[1], c[3], c[2])) is not None:
+            if self.unlinks.pop((c[1], pid_key(c[3]), pid_key(c[2]))) is not None:
                 self._unlink(c[3], c[2])
         elif kind == "unlink":
             self._unlink(c[2], c[1])
         elif kind == "link":  # a peer link the policy accepted: exits on it are legitimate
-            self.links.add((c[2], c[1]))
-            self.peer_links.add((c[2], c[1]))
+            key = (pid_key(c[2]), pid_key(c[1]))
+            self.links.add(key)
+            self.peer_links.add(key)
         elif kind == "monitor":  # {19, PeerPid, TProc, Ref}
-            self.peer_monitors.add(c[3], c[2])
+            self.peer_monitors.add(ref_key(c[3]), True)
         elif kind == "demonitor":
-            self.peer_monitors.pop(c[3])
+            self.peer_monitors.pop(ref_key(c[3]))
 
     # -- introspection -------------------------------------------------------------------
     def sizes(self) -> dict[str, int]:

@@ -42,6 +42,10 @@ _FIXED_LEAF = {T.SMALL_INTEGER_EXT: 2, T.INTEGER_EXT: 5, T.NEW_FLOAT_EXT: 9, T.F
                T.NIL_EXT: 1}
 _ATOM_TAGS = (T.SMALL_ATOM_UTF8_EXT, T.ATOM_UTF8_EXT, T.SMALL_ATOM_EXT, T.ATOM_EXT)
 _FUN_HEADER = 1 + 4 + 1 + 16 + 4 + 4  # tag, Size, Arity, Uniq, Index, NumFree
+_SMALL_ATOM_UTF8 = T.SMALL_ATOM_UTF8_EXT
+_SMALL_INT = T.SMALL_INTEGER_EXT
+_SMALL_TUPLE = T.SMALL_TUPLE_EXT
+_NEW_PID = T.NEW_PID_EXT
 FUN = "fun"
 EXPORT = "export"
 
@@ -143,6 +147,49 @@ def scan_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAULT_
         if terms > max_terms:
             raise ScanLimit(pos, f"more than {max_terms} terms", "terms")
         tag = buf[pos]
+        # Hot path first: the tags a dist payload is mostly made of.
+        if tag == _SMALL_ATOM_UTF8:
+            if pos + 2 > end:
+                raise DecodeError(pos, "truncated atom header")
+            stop = pos + 2 + buf[pos + 1]
+            if stop > end:
+                raise DecodeError(pos, "truncated atom text")
+            text = buf[pos + 2:stop]
+            if not text.isascii():
+                text, _ = _atom(buf, pos, end, limits)  # validates the UTF-8
+            pos = stop
+            if text not in atoms:
+                add(text)
+            continue
+        if tag == _SMALL_INT:
+            pos += 2
+            continue
+        if tag == _SMALL_TUPLE:
+            if pos + 2 > end:
+                raise DecodeError(pos, "truncated tuple header")
+            n = buf[pos + 1]
+            pos += 2
+            if n:
+                if n > end - pos:
+                    raise DecodeError(pos, f"{n} elements cannot fit in {end - pos} bytes")
+                stack.append(todo)
+                todo = n
+                if len(stack) > deepest:
+                    deepest = len(stack)
+                    if deepest > max_depth:
+                        raise ScanLimit(pos, f"nesting deeper than {max_depth}", "depth")
+            continue
+        if tag == _NEW_PID and pos + 2 < end and buf[pos + 1] == _SMALL_ATOM_UTF8:
+            stop = pos + 3 + buf[pos + 2]
+            node = buf[pos + 3:stop]
+            if node not in atoms:
+                if not node.isascii():
+                    node, _ = _atom(buf, pos + 1, end, limits)
+                add(node)
+            pos = stop + 12
+            if pos > end:
+                raise DecodeError(end, "truncated pid")
+            continue
         fixed = _FIXED_LEAF.get(tag)
         if fixed is not None:
             pos += fixed

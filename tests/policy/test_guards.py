@@ -204,3 +204,19 @@ def test_refs_the_peer_makes_must_name_the_peer() -> None:
     reply = parse_frame(frame_body((int(Op.SPAWN_REPLY), Reference(Atom(T), 1, (1, 2, 3)), tpid(), 0,
                                     Pid(Atom("bob_colo@127.0.0.1"), 1, 0, 1))))
     assert engine.evaluate(reply, "from_peer", ctx).rule_id == "baseline:sender-node"
+
+
+def test_atoms_t_sends_are_learnt_once_half_the_budget_is_used() -> None:
+    from distproxy.policy.guards import StatefulHooks
+
+    ledger = AtomLedger()
+    g = guards(Limits(max_atoms=10), ledger=ledger)
+    out = StatefulHooks("to_peer", g.state, None, ledger)
+    t_frame = parse_frame(frame_body((int(Op.SEND_SENDER), tpid(), ppid()), [Atom(f"mine{i}") for i in range(20)]))
+    out.accepted(t_frame)
+    assert not ledger.learning and not ledger.known & {b"mine0"}  # nothing to protect yet: no scan
+    assert refused(g, send([Atom(f"p{i}") for i in range(6)])) is None
+    assert ledger.learning
+    out.accepted(t_frame)
+    assert refused(g, send([Atom(f"q{i}") for i in range(6)])) == "atoms"  # over budget
+    assert refused(g, send([Atom(f"mine{i}") for i in range(20)])) is None  # T's atoms still work
