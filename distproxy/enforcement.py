@@ -33,7 +33,7 @@ from typing import Any
 from distproxy.dist.control import ControlMessage
 from distproxy.dist.datapath import ACCEPT, Direction, HookResult
 from distproxy.policy import Context, Counters, DecisionLog, PolicyStore, Verdict, reject_frames
-from distproxy.policy.guards import StatefulHooks
+from distproxy.policy.guards import GUARD_PREFIX, StatefulHooks
 from distproxy.policy.counters import verdict_label
 
 DROP = HookResult(forward=False)
@@ -124,4 +124,5 @@ class Enforcer:
         if action is Verdict.REJECT:
             replies = reject_frames(message, self.context.negotiated_flags, decision.reply_error)
             return HookResult(forward=False, replies=tuple(replies)) if replies else DROP
-        return HookResult(forward=False, close=f"policy rule {decision.rule_id} disconnects ({message.kind})")
+        detail = f": {decision.reason}" if decision.rule_id.startswith(GUARD_PREFIX) else ""
+        return HookResult(forward=False, close=f"policy rule {decision.rule_id} disconnects ({message.kind}){detail}")

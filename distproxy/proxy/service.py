@@ -152,6 +152,9 @@ class ProxyService:
     # connections), and the connection state the two pumps of a pair share (held only
     # between the two new_pump calls of one pair).
     atom_ledgers: dict[str, AtomLedger] = field(default_factory=dict)
+    # Entries each peer's connection state had to forget (per table), and what was logged.
+    state_evictions: dict[str, Counter[str]] = field(default_factory=dict)
+    _evictions_logged: dict[str, int] = field(default_factory=dict)
     _pair_states: dict[int, tuple[PairInfo, ConnectionState]] = field(default_factory=dict)
     admission: Admission = field(init=False)  # handshake flood control (admission.py)
     admitted: dict[ConnectionPair, Any] = field(default_factory=dict)  # pairs still in their handshake
@@ -308,7 +311,8 @@ class ProxyService:
         held = self._pair_states.pop(id(info), None)
         if held is not None and held[0] is info:
             return held[1]
-        state = ConnectionState(info.trusted, info.peer)
+        state = ConnectionState(info.trusted, info.peer,
+                                evictions=self.state_evictions.setdefault(info.peer, Counter()))
         self._pair_states[id(info)] = (info, state)
         return state
 
@@ -358,6 +362,11 @@ class ProxyService:
         now = self.reactor.seconds()
         if self.decision_log is not None:
             self.decision_log.tick(now)
+        for peer, evictions in self.state_evictions.items():
+            total = sum(evictions.values())
+            if total != self._evictions_logged.get(peer, 0):
+                self._evictions_logged[peer] = total
+                log.warning("%s: connection state full, oldest entries retired: %s", peer, dict(evictions))
         try:
             self.decisions.write_snapshot(self.config.stats_file, now)
         except OSError as exc:
