@@ -318,7 +318,8 @@ class StatefulHooks:
             return None
         guards.configure(policy.limits, now)
         refusal = guards.check(message, now)
-        return None if refusal is None else guards.decision(refusal, policy.mode)
+        # The guards follow the baseline's mode: a policy auditing its baseline audits them too.
+        return None if refusal is None else guards.decision(refusal, policy.baseline.mode or policy.mode)
 
     def accepted(self, message: Any) -> None:
         if self.direction == "from_peer":

@@ -63,6 +63,9 @@ _PID_TRAILER = 12  # NEW_PID_EXT: node atom, then u32 id, u32 serial, u32 creati
 #: Bound on the pids/aliases taken from one payload (a message listing a million pids
 #: must not cost a million table operations).
 MAX_SCAN_HITS = 256
+#: Bytes of a to_peer payload searched for aliases and pids (the call tag and reply pid
+#: of a gen_server call come before its request, however big).
+PAYLOAD_SCAN_WINDOW = 1 << 20
 #: spawn_reply flag bit: a link was set up (dist-protocol.md section 5).
 SPAWN_REPLY_LINK = 1
 _LINK = Atom("link")
@@ -215,8 +218,11 @@ class ConnectionState:
 
     def _scan_payload(self, message: Any) -> None:
         frame = message.frame
-        raw = frame if type(frame) is bytes else bytes(frame)
-        start = message.payload_offset
+        offset = message.payload_offset
+        if len(frame) - offset <= PAYLOAD_SCAN_WINDOW and type(frame) is bytes:
+            raw, start = frame, offset
+        else:  # a window: the aliases and pids of a big message sit before its bulk
+            raw, start = bytes(frame[offset:offset + PAYLOAD_SCAN_WINDOW]), 0
         self._scan_aliases(raw, start)
         prefix = self._pid_prefix
         if not prefix:
