@@ -124,12 +124,14 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(out)
 
 
-def run_demo(workdir: Path, keep: bool) -> int:
+def run_demo(workdir: Path, keep: bool, metrics: str | None = None) -> int:
     from distproxy.term import encode
     from distproxy.testing.cluster import PeerSpec, SeedCluster
 
     policy = policy_path("unequal-trust.yaml")
-    cluster = SeedCluster(workdir, [PeerSpec("ec2_node", policy), PeerSpec("bob_colo", policy)])
+    extra = {"metrics": metrics} if metrics else {}
+    cluster = SeedCluster(workdir, [PeerSpec("ec2_node", policy), PeerSpec("bob_colo", policy)],
+                          config_extra=extra)
     print(f"distproxy demo: the seed scenario, policy {policy.name}, work files in {workdir}")
     _progress("starting distproxy (serving both EPMDs), my_desktop, ec2_node and bob_colo")
     Path(PWNED).unlink(missing_ok=True)
@@ -169,6 +171,8 @@ def run_demo(workdir: Path, keep: bool) -> int:
         print(f"my_desktop afterwards: {'running, no file created, cookie unchanged' if desktop_ok else 'AFFECTED'}")
         print(f"decision log: {cluster.decision_log}")
         print(f"distproxy log: {cluster.workdir / 'distproxy.log'}")
+        if metrics:
+            print(f"metrics: http://{metrics}/metrics")
         print("result:", "every verdict matched the policy" if all_ok else "SOME VERDICTS DID NOT MATCH")
         if keep:
             _keep_running(cluster)
@@ -186,7 +190,7 @@ def _keep_running(cluster: Any) -> None:
     print(f"  act as ec2_node:         ERL_EPMD_PORT={front} erl -name you@127.0.0.1 "
           f"-setcookie {cluster.peer_cookie('ec2_node')} -remsh ec2_node@127.0.0.1")
     print(f"  watch the decisions:     tail -f {cluster.decision_log}")
-    print("Press Ctrl-C to stop everything.")
+    print("Press Ctrl-C to stop everything.", flush=True)
     stop = {"now": False}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -207,12 +211,14 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:  # type: ign
                       help="leave the nodes running afterwards and print how to attach a remote shell")
     demo.add_argument("--workdir", type=Path, default=None,
                       help="where config, cookies, logs and the decision log go (default: a new temp dir)")
+    demo.add_argument("--metrics", metavar="HOST:PORT", default=None,
+                      help="also serve distproxy's Prometheus metrics there (with --keep, scrape them afterwards)")
 
     def handler(args: argparse.Namespace) -> int:
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="distproxy-demo-"))
         if shutil.which("erl") is None:
             print("distproxy demo needs Erlang/OTP: apt-get install erlang-nox", file=sys.stderr)
             return 2
-        return run_demo(workdir, args.keep)
+        return run_demo(workdir, args.keep, args.metrics)
 
     demo.set_defaults(handler=handler)

@@ -52,3 +52,40 @@ def test_stats_reads_the_counters_the_demo_left(tmp_path: Path) -> None:
     rows = [line.split() for line in result.stdout.splitlines()]
     spawn_rows = [r for r in rows if r[:3] == ["ec2_node@127.0.0.1", "from_peer", "spawn_request"]]
     assert spawn_rows and int(spawn_rows[0][5]) >= 1  # the refused rpc:call, counted as reject
+
+
+def test_demo_keep_serves_metrics_that_show_its_traffic(tmp_path: Path) -> None:
+    import select
+    import signal
+    import time
+    import urllib.request
+
+    from distproxy.testing.erlnode import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "distproxy", "demo", "--keep", "--metrics", address,
+                             "--workdir", str(workdir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        output = ""
+        while "Press Ctrl-C" not in output:
+            ready, _, _ = select.select([proc.stdout], [], [], max(deadline - time.monotonic(), 0))
+            assert ready, f"the demo did not reach --keep:\n{output}"
+            line = proc.stdout.readline()
+            assert line, f"the demo exited early:\n{output}"
+            output += line
+        assert "every verdict matched the policy" in output
+        text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
+        refused = [line for line in text.splitlines() if line.startswith("distproxy_frames_total{")
+                   and 'peer="ec2_node@127.0.0.1"' in line and 'op="spawn_request"' in line
+                   and 'verdict="reject"' in line]
+        assert refused and float(refused[0].rsplit(" ", 1)[1]) >= 1, text[:2000]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert processes_using(workdir) == []
