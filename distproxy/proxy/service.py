@@ -32,6 +32,7 @@ from distproxy.dist.datapath import Direction, FramePump, Hook, accept_all
 from distproxy.dist.epmd import EpmdRegistry
 from distproxy.enforcement import Enforcer
 from distproxy.policy import Context, Counters, DecisionLog, PolicyStore
+from distproxy.policy.decisionlog import format_time
 from distproxy.policy.guards import AtomLedger, PeerGuards, StatefulHooks
 from distproxy.policy.state import ConnectionState
 
@@ -44,6 +45,7 @@ log = logging.getLogger("distproxy.service")
 
 POLICY_POLL_INTERVAL = 2.0  # seconds between checks of the policy files' mtimes
 HOUSEKEEPING_INTERVAL = 5.0  # seconds between stats snapshots and log summaries
+PROTOCOL_RULE_ID = "protocol"  # decision-log rule id of a pair closed for a protocol violation
 
 
 @dataclass
@@ -330,6 +332,20 @@ class ProxyService:
         log.info("%s: connected %s <-> %s (flags %#x)", pair.label, pair.info.downstream_name,
                  pair.info.upstream_name, pair.info.flags)
 
+    def _log_protocol_close(self, pair: ConnectionPair) -> None:
+        """A peer's protocol violation (unknown op, wrong arity, bad length, ...) closed the
+        pair before any rule saw the frame: put it in the decision log too (rule
+        ``protocol``), next to the policy's own refusals."""
+        reason = pair.closing
+        prefix = f"{Direction.FROM_PEER.value}: "
+        if self.decision_log is None or pair.info is None or not reason or not reason.startswith(prefix):
+            return
+        now = self.reactor.seconds()
+        self.decision_log.record({
+            "time": format_time(now), "peer": pair.info.peer, "direction": Direction.FROM_PEER.value,
+            "rule_id": PROTOCOL_RULE_ID, "verdict": "disconnect", "mode": "enforce", "action": "disconnect",
+            "reason": reason.removeprefix(prefix)}, now)
+
     def _handshake_over(self, pair: ConnectionPair) -> None:
         key = self.admitted.pop(pair, None)
         if key is not None:
@@ -337,6 +353,7 @@ class ProxyService:
 
     def pair_closed(self, pair: ConnectionPair) -> None:
         self._handshake_over(pair)
+        self._log_protocol_close(pair)
         if self.metrics is not None and pair in self.pairs:
             self.metrics.pair_closed(pair)
         self.pairs.discard(pair)

@@ -428,18 +428,25 @@ def test_ops_for_flags_not_negotiated_close_the_connection(hostile: SeedCluster,
     (b"p" + encode((22, Pid(Atom(RAW_NAME), 1, 0, 1), Pid(Atom(TNAME), 1, 0, 1))) + b"\x83\x07\x00", "guard:malformed"),
 ], ids=["unknown-op", "wrong-arity", "unknown-term-tag"])
 def test_unknown_ops_arity_and_term_tags_close_the_connection(hostile: SeedCluster, body: bytes, reason: str) -> None:
+    since = mark(hostile)
     with raw(hostile) as client:
         client.send_body(body)
         assert client.closed_by_peer()
     proxy_log_has(hostile, reason)
+    if reason == "guard:malformed":
+        logged(hostile, "guard:malformed", RAW_NAME, since)
+    else:
+        assert reason in logged(hostile, "protocol", RAW_NAME, since)[0]["reason"]
     t_unharmed(hostile)
 
 
 def test_a_2_gib_length_prefix(hostile: SeedCluster) -> None:
+    since = mark(hostile)
     with raw(hostile) as client:
         client.send_raw(struct.pack(">I", 2**31) + b"p" * 65536)
         assert client.closed_by_peer()
     proxy_log_has(hostile, str(2**31))
+    assert str(2**31) in logged(hostile, "protocol", RAW_NAME, since)[0]["reason"]
     assert proxy_rss(hostile) < PROXY_RSS_LIMIT
     t_unharmed(hostile)
 
