@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.reference_pump import ReferencePump
 from distproxy.dist.control import ControlMessage, Op, build_frame
-from distproxy.dist.datapath import Direction, FramePump, HookResult
+from distproxy.dist.datapath import ACCEPT, Direction, FramePump, HookResult
 from distproxy.term import Atom, Pid
 
 NODE = Atom("t@127.0.0.1")
@@ -54,7 +55,7 @@ class Hook:
             return HookResult(forward=False, replies=(b"p-reply",))
         if name == "kill":
             return HookResult(forward=False, close="killed")
-        return HookResult(cache=Token(self, key) if self.cacheable else None)
+        return HookResult(cache=Token(self, key)) if self.cacheable else ACCEPT
 
 
 def frame(kind: int, who: int, name: int, size: int) -> bytes:
@@ -123,3 +124,22 @@ def test_reload_invalidates_cached_verdicts() -> None:
     hook.generation = 1  # the policy changed: the next read must ask the hook again
     pump.receive(f)
     assert sum(hook.decided.values()) == calls + 1
+
+
+@pytest.mark.parametrize("policy", ["unequal-trust.yaml", "allow-all.yaml", "audit.yaml"])
+@pytest.mark.parametrize("direction", list(Direction))
+@pytest.mark.parametrize("stateful", [False, True], ids=["plain", "stateful"])
+def test_enforcer_counts_and_verdicts_as_reference(policy: str, direction: Direction, stateful: bool) -> None:
+    """Real policies through the Enforcer: same bytes out and the same counters whether
+    verdicts come from the pump's cache, the Enforcer's memo, or a fresh evaluation."""
+    from bench.test_microbench import enforcer
+
+    frames = [frame(k, w, t, size) for k in (0, 1, 3) for w in (0, 1) for t in (0, 1, 2)
+              for size in (0, 10)]
+    data = b"".join(frames * 20)
+    cuts = list(range(0, len(data), 997))
+    ref_e, new_e = enforcer(policy, direction, stateful), enforcer(policy, direction, stateful)
+    ref = ReferencePump(direction, ref_e)
+    new = FramePump(direction, new_e)
+    assert run(new, data, cuts) == run(ref, data, cuts)
+    assert new_e.counters.snapshot() == ref_e.counters.snapshot()

@@ -27,7 +27,7 @@ such results carry a :class:`Reuse` token, and the pump reuses them without deco
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from distproxy.dist.control import ControlMessage
@@ -96,6 +96,13 @@ class Enforcer:
     direction: Direction
     clock: Callable[[], float]
     hooks: StatefulHooks | None = None  # guards and connection state: never cached
+    # The last plain accept (no payload or state read, nothing to log), with the control
+    # tuple it was made for and a counter for it: (control, engine, bump). The pump hands
+    # the same tuple object to every frame whose control bytes it has parsed before, so
+    # a stream from one sender to one target is evaluated once, while the stateful hooks
+    # still see every frame.
+    _memo: tuple[Any, Any, Callable[[int], None]] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def __call__(self, message: ControlMessage) -> HookResult:
         peer = self.context.peer_node
@@ -103,6 +110,13 @@ class Enforcer:
         if engine is None:  # no policy covers this peer: nothing passes
             return HookResult(forward=False, close=f"no policy covers {peer}")
         hooks = self.hooks
+        memo = self._memo
+        if (memo is not None and memo[0] is message.control and memo[1] is engine
+                and (hooks is None or hooks.guards is None)):
+            memo[2](1)
+            if hooks is not None:
+                hooks.accepted(message)
+            return ACCEPT
         decision = hooks.before(message, engine.policy, self.clock()) if hooks is not None else None
         if decision is None:
             decision = engine.evaluate(message, self.direction, self.context)
@@ -115,6 +129,9 @@ class Enforcer:
         if action is Verdict.ACCEPT:
             if hooks is not None:
                 hooks.accepted(message)
+                if not (decision.payload_dependent or decision.should_log or decision.rule_id.startswith(GUARD_PREFIX)):
+                    self._memo = (message.control, engine, _bulk_counter(
+                        self.counters, peer, self.direction, message.kind, decision))
                 return ACCEPT
             if decision.payload_dependent or decision.should_log:
                 return ACCEPT
