@@ -234,8 +234,11 @@ class PeerGuards:
             return Refusal("monitors", f"the peer already holds {s.max_peer_monitors} monitors")
         if kind == "link" and len(self.state.peer_links) >= s.max_peer_links:
             return Refusal("links", f"the peer already holds {s.max_peer_links} links")
+        ledger = self.ledger
+        remaining = s.max_atoms - len(ledger.introduced)
         try:
-            scan = _scan_frame(message, self._scan_limits)
+            scan = _scan_frame(message, self._scan_limits, (ledger.known, ledger.introduced),
+                               max(remaining, 0))
         except ScanLimit as exc:
             return Refusal(exc.limit, exc.reason)
         except DecodeError as exc:
@@ -244,9 +247,11 @@ class PeerGuards:
             name = module.decode("utf-8", "replace")
             if not self._allow_funs(name):
                 return Refusal("funs", f"{what} of module {name}")
+        if scan.fresh_exceeded:
+            return Refusal("atoms", f"more than the {max(remaining, 0)} new atoms left of the budget of "
+                                    f"{s.max_atoms}")
         if scan.overflow:
             return Refusal("atoms", "more distinct atoms in one frame than the scanner collects")
-        ledger = self.ledger
         fresh = ledger.fresh(scan.atoms)
         if not ledger.learning and len(ledger.introduced) + len(fresh) >= s.max_atoms * LEARN_AT:
             ledger.learning = True
@@ -268,13 +273,18 @@ class PeerGuards:
                         refusal.detail, True)
 
 
-def _scan_frame(message: Any, limits: DecodeLimits) -> AtomScan:
+def _scan_frame(message: Any, limits: DecodeLimits, known: tuple[set[bytes], ...] = (),
+                max_fresh: int | None = None) -> AtomScan:
     frame = message.frame
     if type(frame) is not bytes:
         frame = bytes(frame)  # one copy for both scans
-    scan = scan_at(frame, 1, limits)
+    scan = scan_at(frame, 1, limits, known=known, max_fresh=max_fresh)
+    if scan.fresh_exceeded:
+        return scan
     if message.payload_offset is not None:
-        scan = scan_at(frame, message.payload_offset, limits, into=scan)
+        scan = scan_at(frame, message.payload_offset, limits, into=scan, known=known, max_fresh=max_fresh)
+        if scan.fresh_exceeded:
+            return scan
         if scan.end != len(frame):
             raise DecodeError(scan.end, "trailing bytes after the payload")
     return scan

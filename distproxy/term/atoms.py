@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import tags as T
 from .errors import DecodeError
@@ -68,6 +69,8 @@ class AtomScan:
     depth: int = 0
     end: int = 0
     overflow: bool = False
+    fresh: int = 0  # atoms outside the ``known`` sets (with ``max_fresh``)
+    fresh_exceeded: bool = False
 
 
 def _atom(buf: bytes, pos: int, end: int, limits: Limits) -> tuple[bytes, int]:
@@ -105,8 +108,14 @@ def _atom(buf: bytes, pos: int, end: int, limits: Limits) -> tuple[bytes, int]:
 
 def scan_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAULT_LIMITS, *,
             versioned: bool = True, max_distinct: int = DEFAULT_MAX_DISTINCT,
-            into: AtomScan | None = None) -> AtomScan:
-    """Scan the term at ``offset`` (see the module docstring); ``into`` accumulates."""
+            into: AtomScan | None = None, known: tuple[set[bytes], ...] = (),
+            max_fresh: int | None = None) -> AtomScan:
+    """Scan the term at ``offset`` (see the module docstring); ``into`` accumulates.
+
+    With ``max_fresh``, the scan stops as soon as more than that many atoms outside
+    every ``known`` set were seen, with ``fresh_exceeded`` set (``end`` is then
+    meaningless): a frame over an atom budget costs its first atoms, not all of them.
+    """
     buf = data if type(data) is bytes else bytes(data)
     size = len(buf)
     if not 0 <= offset <= size:
@@ -119,13 +128,8 @@ def scan_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAULT_
         if pos >= end or buf[pos] != T.VERSION:
             raise DecodeError(pos, "expected the version byte 131")
         pos += 1
-    max_terms = limits.max_terms
-    max_depth = limits.max_depth
-    max_binary = limits.max_binary_bytes
     terms = out.terms
     deepest = out.depth
-    stack: list[int] = []
-    todo = 1
 
     def add(atom: bytes) -> None:
         if atom not in atoms:
@@ -133,6 +137,33 @@ def scan_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAULT_
                 out.overflow = True
             else:
                 atoms.add(atom)
+                if max_fresh is not None:
+                    for k in known:
+                        if atom in k:
+                            return
+                    out.fresh += 1
+                    if out.fresh > max_fresh:
+                        raise _FreshExceeded
+
+    try:
+        return _walk(buf, pos, end, limits, out, add, terms, deepest)
+    except _FreshExceeded:
+        out.fresh_exceeded = True
+        return out
+
+
+class _FreshExceeded(Exception):
+    """Internal: the scan saw more fresh atoms than it was asked to allow."""
+
+
+def _walk(buf: bytes, pos: int, end: int, limits: Limits, out: AtomScan, add: Any,
+          terms: int, deepest: int) -> AtomScan:
+    atoms = out.atoms
+    max_terms = limits.max_terms
+    max_depth = limits.max_depth
+    max_binary = limits.max_binary_bytes
+    stack: list[int] = []
+    todo = 1
 
     while True:
         if todo == 0:
