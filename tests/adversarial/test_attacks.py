@@ -123,13 +123,15 @@ def is_noproc_exit(result: Any) -> bool:
 # calls may be slow while their peer attacks, but must never fail.
 LOAD = (
     "Peers = [" + ", ".join(PEERS.values()) + "],"
-    " L = spawn(fun() -> (fun Loop(Ok, Err) ->"
+    " L = spawn(fun() -> (fun Loop(Ok, Err, Peak) ->"
     "   R = [case {catch rpc:call(P, erlang, node, [], 30000), catch gen_server:call({svc, P}, {size, x}, 30000)} of"
     "        {P, {size, _}} -> true; Other -> Other end || P <- Peers],"
     "   {Ok2, Err2} = case lists:all(fun(X) -> X =:= true end, R) of true -> {Ok + 1, Err};"
     "                 false -> {Ok, [R | Err]} end,"
-    "   receive {Q, ask} -> Q ! {load, Ok2, lists:sublist(Err2, 5)}, Loop(Ok2, Err2)"
-    "   after 100 -> Loop(Ok2, Err2) end end)(0, []) end),"
+    "   {MaxAtoms, MaxMem} = Peak,"
+    "   Peak2 = {max(MaxAtoms, erlang:system_info(atom_count)), max(MaxMem, erlang:memory(total))},"
+    "   receive {Q, ask} -> Q ! {load, Ok2, lists:sublist(Err2, 5), Peak2}, Loop(Ok2, Err2, Peak2)"
+    "   after 100 -> Loop(Ok2, Err2, Peak2) end end)(0, [], {0, 0}) end),"
     " register(dp_load, L), ok."
 )
 
@@ -626,9 +628,12 @@ def test_trusted_stayed_bounded_and_the_load_never_failed(hostile: SeedCluster, 
     assert atoms - load_and_bounds["atoms"] < T_ATOM_SLACK, (load_and_bounds["atoms"], atoms)
     assert memory - load_and_bounds["memory"] < T_MEMORY_SLACK, (load_and_bounds["memory"], memory)
     assert proxy_rss(hostile) < PROXY_RSS_LIMIT
-    load = t.eval("dp_load ! {self(), ask}, receive {load, Ok, Err} -> {Ok, Err} after 10000 -> timeout end.")
+    load = t.eval("dp_load ! {self(), ask}, receive {load, Ok, Err, Peak} -> {Ok, Err, Peak} after 10000 -> timeout end.")
     assert load != Atom("timeout")
-    ok, errors = load
+    ok, errors, (peak_atoms, peak_memory) = load
     assert ok > 20 and errors == [], load
+    # sampled every ~100 ms by the load process, so "bounded throughout", not just at the end
+    assert peak_atoms - load_and_bounds["atoms"] < T_ATOM_SLACK, (load_and_bounds["atoms"], peak_atoms)
+    assert peak_memory - load_and_bounds["memory"] < T_MEMORY_SLACK, (load_and_bounds["memory"], peak_memory)
     assert not PWN.exists()
     assert os.path.exists(hostile.decision_log)
