@@ -65,17 +65,18 @@ def test_demo_keep_serves_metrics_that_show_its_traffic(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
     workdir = tmp_path / "demo"
     proc = subprocess.Popen([sys.executable, "-m", "distproxy", "demo", "--keep", "--metrics", address,
-                             "--workdir", str(workdir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             "--workdir", str(workdir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
+        fd = proc.stdout.fileno()  # raw reads: select() cannot see a file object's buffer
         deadline = time.monotonic() + 120
         output = ""
         while "Press Ctrl-C" not in output:
-            ready, _, _ = select.select([proc.stdout], [], [], max(deadline - time.monotonic(), 0))
+            ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
             assert ready, f"the demo did not reach --keep:\n{output}"
-            line = proc.stdout.readline()
-            assert line, f"the demo exited early:\n{output}"
-            output += line
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the demo exited early:\n{output}"
+            output += chunk.decode()
         assert "every verdict matched the policy" in output
         text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
         refused = [line for line in text.splitlines() if line.startswith("distproxy_frames_total{")
