@@ -251,6 +251,11 @@ class Setup:
             list(pool.map(lambda n: self._connect([n]), self.fanout_nodes))
         return self.fanout_nodes
 
+    def stop_fanout(self) -> None:
+        for node in self.fanout_nodes:
+            node.stop()
+        self.fanout_nodes.clear()
+
     def stop(self) -> None:
         for node in [*self.fanout_nodes, self.peer, self.trusted]:
             if node is not None:

@@ -183,19 +183,32 @@ class Bench:
                 run["proxy_cpu_us_per_msg"] = run["proxy_cpu_us"] / total
             self.results.setdefault(f"fanout {len(nodes)} peers", []).append(run)
 
-    def all(self) -> dict[str, list[dict[str, Any]]]:
+    def warm_up(self) -> None:
+        """Code loading, dist buffers, the proxy's caches."""
+        self.setup.t.eval(f"dp_bench:stream(reg_send, dp_sink, '{self.setup.p.name}', 20000, {{warm, 1}}).")
+
+    def steps(self) -> list[Callable[[], None]]:
+        """One run of every two-node scenario, in order (the many-peers one is apart)."""
         peer = self.setup.p.name
-        # Warm-up: code loading, dist buffers, the proxy's caches.
-        self.setup.t.eval(f"dp_bench:stream(reg_send, dp_sink, '{peer}', 20000, {{warm, 1}}).")
-        for s in STREAMS:
-            self.stream(s)
-        self.round_trips("gen_server:call", f"dp_bench:calls(dp_echo, '{peer}', {self.sizes.calls}).",
-                         self.sizes.calls)
-        self.round_trips("erpc:call", f"dp_bench:erpcs('{peer}', {self.sizes.erpcs}).", self.sizes.erpcs)
-        self.big_message()
-        if self.sizes.fanout_nodes:
-            self.fanout()
-        return self.results
+        steps: list[Callable[[], None]] = [lambda s=s: self.stream(s) for s in STREAMS]  # type: ignore[misc]
+        steps.append(lambda: self.round_trips("gen_server:call",
+                                              f"dp_bench:calls(dp_echo, '{peer}', {self.sizes.calls}).",
+                                              self.sizes.calls))
+        steps.append(lambda: self.round_trips("erpc:call", f"dp_bench:erpcs('{peer}', {self.sizes.erpcs}).",
+                                              self.sizes.erpcs))
+        steps.append(self.big_message)
+        return steps
+
+
+def run_interleaved(benches: dict[str, Bench], runs: int) -> None:
+    """Every run of every scenario goes round the modes, in a rotating order, so that
+    whatever else the two cores are doing at the time weighs on all modes alike."""
+    modes = list(benches)
+    plans = {m: b.steps() for m, b in benches.items()}
+    for r in range(runs):
+        for i in range(len(plans[modes[0]])):
+            for k in range(len(modes)):
+                plans[modes[(r + i + k) % len(modes)]][i]()
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -322,21 +335,39 @@ def main(argv: list[str] | None = None) -> int:
     workroot = Path(tempfile.mkdtemp(prefix="distproxy-bench-"))
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     timings: dict[str, float] = {}
-    for mode in modes:
-        t0 = time.monotonic()
-        setup = Setup(mode, workroot / mode, fanout=sizes.fanout_nodes)
-        try:
+    setups = {m: Setup(m, workroot / m, fanout=sizes.fanout_nodes) for m in modes}
+    try:
+        for mode, setup in setups.items():
+            t0 = time.monotonic()
             setup.start()
-            results[mode] = Bench(setup, sizes, args.runs).all()
-        finally:
+            timings[f"{mode} start"] = time.monotonic() - t0
+        benches = {m: Bench(setup, sizes, 1) for m, setup in setups.items()}
+        for bench in benches.values():
+            bench.warm_up()
+        t0 = time.monotonic()
+        run_interleaved(benches, args.runs)
+        timings["two-node scenarios, all modes"] = time.monotonic() - t0
+        if sizes.fanout_nodes:
+            for mode, bench in benches.items():  # one mode at a time: 24 nodes each
+                t0 = time.monotonic()
+                bench.runs = args.runs
+                try:
+                    bench.fanout()
+                finally:
+                    setups[mode].stop_fanout()
+                timings[f"{mode} many peers"] = time.monotonic() - t0
+        results = {m: b.results for m, b in benches.items()}
+    finally:
+        for setup in setups.values():
             setup.stop()
-        timings[mode] = time.monotonic() - t0
-        print(f"{mode}: {timings[mode]:.1f} s", file=sys.stderr, flush=True)
+    for what, secs in timings.items():
+        print(f"{what}: {secs:.1f} s", file=sys.stderr, flush=True)
     report = {
         "commit": git_commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
-        "sizes": sizes.__dict__, "runs": args.runs, "seconds_per_mode": timings,
+        "sizes": sizes.__dict__, "runs": args.runs, "seconds": timings,
+        "order": "each run of each scenario goes round the four modes (rotating order); many peers one mode at a time",
         "fanout_note": (f"{sizes.fanout_nodes} real hidden nodes (+S 1, +A 0), one connection each: "
                         "dist has one connection per node pair, so 200 peers means 200 nodes; "
                         "scaled down to fit two cores and the time budget"),
