@@ -43,11 +43,13 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run.add_argument("--json-logs", action="store_true", help="write logs as JSON lines on stderr")
     run.add_argument("--ready-line", action="store_true",
                      help="print one JSON line with the bound ports on stdout once listening (for scripts)")
+    run.add_argument("--stop-on-stdin-eof", action="store_true",
+                     help="shut down when standard input closes (for supervisors and test harnesses)")
 
     def handler(args: argparse.Namespace) -> int:
         from distproxy.proxy.runner import main_run
 
-        return main_run(args.config, args.ready_line, args.log_level, args.json_logs)
+        return main_run(args.config, args.ready_line, args.log_level, args.json_logs, args.stop_on_stdin_eof)
 
     run.set_defaults(handler=handler)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
 
+from twisted.internet.protocol import Protocol
 from twisted.python import log as twisted_log
 
 from distproxy.config import ConfigError, ProxyConfig, load_config
@@ -42,8 +44,19 @@ def setup_logging(level: str = "info", json_logs: bool = False) -> None:
     twisted_log.PythonLoggingObserver(loggerName="twisted").start()
 
 
-def run(config: ProxyConfig, ready_line: bool = False) -> int:
-    """Run the proxy until SIGTERM/SIGINT. Returns the process exit status."""
+class _StopOnEof(Protocol):
+    """Standard input of a supervised proxy: when the supervisor goes away, so do we."""
+
+    def __init__(self, stop: Any) -> None:
+        self.stop = stop
+
+    def connectionLost(self, reason: Any = None) -> None:
+        log.info("standard input closed: shutting down")
+        self.stop()
+
+
+def run(config: ProxyConfig, ready_line: bool = False, stop_on_stdin_eof: bool = False) -> int:
+    """Run the proxy until SIGTERM/SIGINT (or the end of stdin). Returns the exit status."""
     from twisted.internet import reactor
 
     from distproxy.policy import PolicyLoadError, PolicyStore
@@ -69,12 +82,19 @@ def run(config: ProxyConfig, ready_line: bool = False) -> int:
         if ready_line:
             sys.stdout.write(json.dumps(ready, sort_keys=True) + "\n")
             sys.stdout.flush()
+        if stop_on_stdin_eof:
+            from twisted.internet import stdio
+
+            stdio.StandardIO(_StopOnEof(_stop), stdout=os.open(os.devnull, os.O_WRONLY))
 
     def shutdown(signum: int, frame: Any) -> None:
         log.info("signal %s: shutting down", signal.Signals(signum).name)
         reactor.callFromThread(_stop)
 
     def _stop() -> None:
+        if status.get("stopping"):
+            return
+        status["stopping"] = 1
         d = service.stop()
         d.addBoth(lambda _: reactor.stop() if reactor.running else None)
 
@@ -89,11 +109,12 @@ def run(config: ProxyConfig, ready_line: bool = False) -> int:
     return status["code"]
 
 
-def main_run(config_path: str, ready_line: bool, log_level: str, json_logs: bool) -> int:
+def main_run(config_path: str, ready_line: bool, log_level: str, json_logs: bool,
+             stop_on_stdin_eof: bool = False) -> int:
     setup_logging(log_level, json_logs)
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         print(f"distproxy: {exc}", file=sys.stderr)
         return 2
-    return run(config, ready_line)
+    return run(config, ready_line, stop_on_stdin_eof)

@@ -66,8 +66,10 @@ class ProxyProcess:
         try:
             self.process = subprocess.Popen(
                 [*self.command_prefix, sys.executable, "-m", "distproxy", "run", "--config", str(self.config_path),
-                 "--ready-line", *self.extra_args],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                 "--ready-line", "--stop-on-stdin-eof", *self.extra_args],
+                # Our end of stdin closes when this process dies, however it dies, so an
+                # orphaned proxy shuts itself down.
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 start_new_session=True,
             )
         finally:
@@ -110,8 +112,9 @@ class ProxyProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=timeout)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        for pipe in (self.process.stdout, self.process.stdin):
+            if pipe is not None:
+                pipe.close()
         return self.process.returncode
 
 

@@ -212,6 +212,11 @@ def test_reload_under_load_changes_verdicts_without_dropping_the_connection(tmp_
             " case R of {echo, load} -> Loop(Ok + 1, Err); _ -> Loop(Ok, Err + 1) end end end)(0, 0) end),"
             " register(loader, L), ok."
         )
+        # Let the load get going under the original policy before the swap.
+        def successes() -> int:
+            counts = ec2.eval("loader ! {self(), ask}, receive {counts, O, E} -> {O, E} after 5000 -> timeout end.")
+            return counts[0] if isinstance(counts, tuple) else 0
+        wait_until(lambda: successes() >= 3, what="the load's first successful calls")
         tightened = original.replace("      from_node: \"ec2_node@*\"\n      action: accept", "      from_node: \"ec2_node@*\"\n      action: reject")
         assert tightened != original
         policy.write_text(tightened)
