@@ -34,7 +34,6 @@ from distproxy.dist.control import ControlMessage
 from distproxy.dist.datapath import ACCEPT, Direction, HookResult
 from distproxy.policy import Context, Counters, DecisionLog, PolicyStore, Verdict, reject_frames
 from distproxy.policy.guards import GUARD_PREFIX, StatefulHooks
-from distproxy.policy.counters import verdict_label
 
 DROP = HookResult(forward=False)
 
@@ -59,30 +58,9 @@ class Reuse:
         bump = self.bump
         if bump is None:
             e = self.enforcer
-            bump = self.bump = _bulk_counter(e.counters, e.context.peer_node, e.direction,
-                                             self.kind, self.decision)
+            bump = self.bump = e.counters.counter_for(e.context.peer_node, e.direction,
+                                                      self.kind, self.decision)
         bump(count)
-
-
-def _bulk_counter(counters: Counters, peer: str, direction: Direction, kind: str,
-                  decision: Any) -> Callable[[int], None]:
-    """``count`` decisions at once. Counters has no bulk method (policy/ is not ours to
-    change), so this adds to the same keys Counters.count uses; if its internals ever
-    differ, fall back to one count() per frame."""
-    counts = getattr(counters, "_counts", None)
-    rules = getattr(counters, "_rules", None)
-    if not isinstance(counts, dict) or not isinstance(rules, dict):
-        def each(count: int) -> None:
-            for _ in range(count):
-                counters.count(peer, direction, kind, decision)
-        return each
-    key = (peer, str(direction), str(kind), verdict_label(decision))
-    rule = decision.rule_id
-
-    def bulk(count: int) -> None:
-        counts[key] += count
-        rules[rule] += count
-    return bulk
 
 
 @dataclass
@@ -130,8 +108,8 @@ class Enforcer:
             if hooks is not None:
                 hooks.accepted(message)
                 if not (decision.payload_dependent or decision.should_log or decision.rule_id.startswith(GUARD_PREFIX)):
-                    self._memo = (message.control, engine, _bulk_counter(
-                        self.counters, peer, self.direction, message.kind, decision))
+                    self._memo = (message.control, engine, self.counters.counter_for(
+                        peer, self.direction, message.kind, decision))
                 return ACCEPT
             if decision.payload_dependent or decision.should_log:
                 return ACCEPT

@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,21 @@ class Counters:
         self._counts: dict[tuple[str, str, str, str], int] = defaultdict(int)
         self._rules: dict[str, int] = defaultdict(int)
 
-    def count(self, peer: str, direction: str, op: str, decision: Decision) -> None:
-        self._counts[(peer, str(direction), str(op), verdict_label(decision))] += 1
-        self._rules[decision.rule_id] += 1
+    def count(self, peer: str, direction: str, op: str, decision: Decision, n: int = 1) -> None:
+        self._counts[(peer, str(direction), str(op), verdict_label(decision))] += n
+        self._rules[decision.rule_id] += n
+
+    def counter_for(self, peer: str, direction: str, op: str, decision: Decision) -> Callable[[int], None]:
+        """A function that counts ``n`` such decisions at once (the data path's reused
+        verdicts count a whole run of frames with one call)."""
+        counts, rules = self._counts, self._rules
+        key = (peer, str(direction), str(op), verdict_label(decision))
+        rule = decision.rule_id
+
+        def bump(n: int) -> None:
+            counts[key] += n
+            rules[rule] += n
+        return bump
 
     def get(self, peer: str, direction: str, op: str, verdict: str) -> int:
         return self._counts.get((peer, direction, op, verdict), 0)
