@@ -226,7 +226,10 @@ class ConnectionPair:
             elif isinstance(event, hs.HandshakeFailed):
                 self.service.handshake_failed(self, event)
                 detail = f" [{event.detail}]" if event.detail else ""
-                self.close(f"handshake failed ({event.leg}): {self.refusal or event.reason}{detail}")
+                # `nok` is the normal end of the losing side of a simultaneous connect.
+                expected = self.refusal is None and event.reason.endswith(f": {STATUS_NOK}")
+                self.close(f"handshake failed ({event.leg}): {self.refusal or event.reason}{detail}",
+                           error=not expected)
                 return
 
     def _check_deadline(self) -> None:

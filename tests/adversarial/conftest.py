@@ -8,10 +8,8 @@ frames no OTP API produces.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -52,15 +50,3 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedCluster]:
 def trusted(cluster: SeedCluster) -> ErlNode:
     assert cluster.trusted is not None
     return cluster.trusted
-
-
-def wait_until(predicate: Any, timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll another process's output (the proxy's decision log), bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

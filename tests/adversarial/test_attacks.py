@@ -29,7 +29,9 @@ from distproxy.dist.handshake_messages import encode_name
 from distproxy.term import Atom, Pid, Reference, encode
 from distproxy.testing.cluster import SeedCluster
 
-from .conftest import RAW_PEER, trusted, wait_until
+from distproxy.testing.waiting import wait_until
+
+from .conftest import RAW_PEER, trusted
 from .raw import HIDDEN_FLAGS, RawPeer
 
 pytestmark = pytest.mark.erlang

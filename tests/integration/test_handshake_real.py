@@ -21,6 +21,7 @@ from distproxy.dist.handshake_messages import encode_name
 from distproxy.term import Atom
 from distproxy.testing.cluster import SeedCluster
 from distproxy.testing.erlnode import ErlNode
+from distproxy.testing.waiting import wait_for_log
 
 from .conftest import make_cluster
 
@@ -44,19 +45,6 @@ def partial_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedCl
         yield cluster
     finally:
         cluster.stop()
-
-
-def wait_for_log(cluster: SeedCluster, needle: str, timeout: float = 10.0) -> str:
-    """The first proxy log line containing ``needle`` (bounded wait for the write)."""
-    assert cluster.proxy is not None
-    deadline = time.monotonic() + timeout
-    while True:
-        for line in cluster.proxy.log_text().splitlines():
-            if needle in line:
-                return line
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no log line with {needle!r}:\n{cluster.proxy.log_text()[-4000:]}")
-        time.sleep(0.05)  # the log is written by another process; poll it, bounded
 
 
 def still_serving(cluster: SeedCluster) -> None:

@@ -129,7 +129,7 @@ def test_registering_in_existing_system_epmds(tmp_path: Path) -> None:
             ec2.eval(f"erlang:disconnect_node({TRUSTED}), ok.")
             assert ec2.eval(f"net_adm:ping({TRUSTED}).") == Atom("pong")
             # The system epmd lists distproxy's registration of the trusted node's name.
-            names = ec2.eval(f"net_adm:names(\"127.0.0.1\").")
+            names = ec2.eval("net_adm:names(\"127.0.0.1\").")
             assert names[0] == Atom("ok") and any(n == [ord(c) for c in "my_desktop"] for n, _ in names[1])
     finally:
         for daemon in daemons:

@@ -19,6 +19,7 @@ import pytest
 from distproxy.term import Atom
 from distproxy.testing.cluster import PeerSpec, SeedCluster
 from distproxy.testing.erlnode import ErlNode
+from distproxy.testing.waiting import decisions_for, wait_until
 
 from .conftest import POLICIES
 
@@ -31,20 +32,8 @@ PEERS = {"ec2_node": EC2, "bob_colo": BOB}
 CALL_TIMEOUT_MS = 5000  # a refused call must fail well before this
 
 
-def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll another process's output (the proxy's log files), bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
-def decisions_for(cluster: SeedCluster, peer: str, rule_id: str) -> list[dict[str, Any]]:
-    return [d for d in cluster.decisions() if d["peer"] == peer and d["rule_id"] == rule_id]
 
 
 @pytest.fixture(scope="module")
