@@ -107,13 +107,16 @@ def _progress(message: str) -> None:
 
 
 def _wait_for_decision(cluster: Any, peer: str, rule: str, already: int) -> dict[str, Any] | None:
-    deadline = time.monotonic() + DECISION_WAIT
-    while time.monotonic() < deadline:
-        records = [d for d in cluster.decisions()[already:] if d["peer"] == peer and d["rule_id"] == rule]
-        if records:
-            return records[-1]
-        time.sleep(0.05)  # the log is another process's file
-    return None
+    """The newest record by ``rule`` for ``peer`` after the first ``already`` lines, if it comes."""
+    from distproxy.testing.waiting import wait_until
+
+    def newer() -> list[dict[str, Any]]:
+        return [d for d in cluster.decisions()[already:] if d["peer"] == peer and d["rule_id"] == rule]
+
+    try:
+        return wait_until(newer, DECISION_WAIT, f"{rule} for {peer}")[-1]
+    except AssertionError:
+        return None
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
