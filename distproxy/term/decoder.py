@@ -728,13 +728,10 @@ def _as_buffer(data: Any) -> tuple[Any, bool]:
     return view, False
 
 
-def decode_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAULT_LIMITS,
-              *, versioned: bool = True) -> tuple[Any, int]:
-    """Decode one term at ``offset``; return (term, end offset). Trailing bytes are allowed.
-
-    With ``versioned`` the term must start with the version byte 131.
-    """
-    buf, isbytes = _as_buffer(data)
+def term_bounds(buf: Any, offset: int, limits: Limits, versioned: bool) -> tuple[int, int]:
+    """Where a term's first tag is, and the end of the bytes it may use (max_input_bytes
+    from ``offset``), after checking the offset and the version byte. Shared by the
+    decoder and the skipper."""
     size = len(buf)
     if not 0 <= offset <= size:
         raise DecodeError(offset, f"offset outside the {size}-byte input")
@@ -746,6 +743,17 @@ def decode_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAUL
         if buf[pos] != T.VERSION:
             raise DecodeError(pos, f"expected the version byte 131, got {buf[pos]}")
         pos += 1
+    return pos, end
+
+
+def decode_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAULT_LIMITS,
+              *, versioned: bool = True) -> tuple[Any, int]:
+    """Decode one term at ``offset``; return (term, end offset). Trailing bytes are allowed.
+
+    With ``versioned`` the term must start with the version byte 131.
+    """
+    buf, isbytes = _as_buffer(data)
+    pos, end = term_bounds(buf, offset, limits, versioned)
     if limits.max_depth >= _FAST_MAX_DEPTH and limits.max_atom_chars == T.MAX_ATOM_CHARS:
         result = _try_fast(buf, pos, end, isbytes, limits)
         if result is not None:

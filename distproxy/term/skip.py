@@ -13,7 +13,7 @@ from typing import Any
 
 from . import tags as T
 from . import decoder as _decoder
-from .decoder import (_as_buffer, _read_atom, _read_pid, _read_rare,
+from .decoder import (_as_buffer, term_bounds, _read_atom, _read_pid, _read_rare,
                       _read_ref, _read_small_int, _truncated)
 from .errors import DecodeError
 from .fast import FAST_MAX_DEPTH, _Bail, fast_skip
@@ -29,17 +29,7 @@ def skip_at(data: bytes | memoryview, offset: int = 0, limits: Limits = DEFAULT_
             versioned: bool = True) -> int:
     """Return the end offset of the (validated) term at ``offset``; raise DecodeError."""
     buf, isbytes = _as_buffer(data)
-    size = len(buf)
-    if not 0 <= offset <= size:
-        raise DecodeError(offset, f"offset outside the {size}-byte input")
-    end = size if size - offset <= limits.max_input_bytes else offset + limits.max_input_bytes
-    pos = offset
-    if versioned:
-        if pos >= end:
-            raise _truncated(pos, "expected the version byte 131")
-        if buf[pos] != T.VERSION:
-            raise DecodeError(pos, f"expected the version byte 131, got {buf[pos]}")
-        pos += 1
+    pos, end = term_bounds(buf, offset, limits, versioned)
     if limits.max_depth >= FAST_MAX_DEPTH and limits.max_atom_chars == T.MAX_ATOM_CHARS:
         stop = _try_fast_skip(buf, pos, end, isbytes, limits)
         if stop is not None:
