@@ -25,7 +25,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Generic, Hashable, TypeVar
 
-from distproxy.term import Atom, Pid, Reference
+from distproxy.term import Atom, Pid
 from distproxy.term.tags import MAX_REF_WORDS
 
 __all__ = ["StateLimits", "BoundedTable", "ConnectionState", "REPLY_KINDS", "DEFAULT_STATE_LIMITS"]

@@ -14,7 +14,7 @@ from distproxy.policy.guards import AtomLedger, PeerGuards, StatefulHooks
 from distproxy.policy.state import ConnectionState, StateLimits
 from distproxy.term import Atom, Pid, Reference
 
-from tests.term.strategies import atoms, terms, u32
+from tests.term.strategies import atoms, terms
 
 from .conftest import POLICIES
 
