@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ BOB = "'bob_colo@127.0.0.1'"
 CALL_MS = 5000
 DECISION_WAIT = 5.0  # seconds to wait for a refusal to reach the decision log
 PWNED = "/tmp/distproxy-demo-pwned"
+KEEP_POLL_SECONDS = 0.5  # how often --keep checks that distproxy is still running
 
 
 def policy_path(name: str) -> Path:
@@ -185,6 +186,15 @@ def run_demo(workdir: Path, keep: bool, metrics: str | None = None) -> int:
 
 
 def _keep_running(cluster: Any) -> None:
+    """Wait for Ctrl-C (or SIGTERM) with the nodes up; the caller then stops them."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    # Handlers first: a signal sent as soon as the prompt appears must be ours.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     back, front = cluster.back_epmd_port, cluster.front_epmd_port
     print()
     print("The nodes keep running. In another terminal:")
@@ -194,15 +204,8 @@ def _keep_running(cluster: Any) -> None:
           f"-setcookie {cluster.peer_cookie('ec2_node')} -remsh ec2_node@127.0.0.1")
     print(f"  watch the decisions:     tail -f {cluster.decision_log}")
     print("Press Ctrl-C to stop everything.", flush=True)
-    stop = {"now": False}
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stop["now"] and cluster.proxy.alive():
-        signal.pause() if hasattr(signal, "pause") else time.sleep(1)
+    while not stop.is_set() and cluster.proxy.alive():
+        stop.wait(KEEP_POLL_SECONDS)
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
