@@ -18,7 +18,7 @@ from typing import Any, Callable
 from distproxy.term import Atom, Export, Fun, Pid
 
 from .globs import compile_globs
-from .inspect import NO_PAYLOAD, FrameView, spawn_mfa
+from .inspect import GEN_CALL, GEN_CAST, NO_PAYLOAD, FrameView, spawn_mfa
 from .mfa import compile_mfas
 from .model import BaselineConfig, Verdict
 from .patterns import Pattern, compile_pattern
@@ -80,8 +80,6 @@ ENTRY_IDS: tuple[str, ...] = tuple(THREATS)
 
 Predicate = Callable[[FrameView], bool]
 
-_GEN_CALL = Atom("$gen_call")
-_GEN_CAST = Atom("$gen_cast")
 _GLOBAL = Atom("global")
 _PUT_CHARS = Atom("put_chars")
 _LOCK_SET = Atom("lock_set")
@@ -175,14 +173,14 @@ def global_message_ok(p: Any, peer: str) -> bool:
     """True if ``p`` is one of global's documented inter-node shapes from ``peer``."""
     if type(p) is not tuple or not p:
         return False
-    if len(p) == 2 and p[0] == _GEN_CAST:
+    if len(p) == 2 and p[0] == GEN_CAST:
         c = p[1]
         if not _shape_ok(c, _GLOBAL_CASTS, peer):
             return False
         if c[0] == _LOCK_SET:
             return isinstance(c[1], Pid) and c[1].node.name == peer
         return True
-    if len(p) == 3 and p[0] == _GEN_CALL:
+    if len(p) == 3 and p[0] == GEN_CALL:
         req = p[2]
         if type(req) is not tuple or not req or type(req[0]) is not Atom:
             return False

@@ -19,8 +19,9 @@ _EXECUTE_CALL = Atom("execute_call")
 _EXECUTE_CAST = Atom("execute_cast")
 _ERLANG = Atom("erlang")
 _APPLY = Atom("apply")
-_GEN_CALL = Atom("$gen_call")
-_GEN_CAST = Atom("$gen_cast")
+#: gen_server message tags (one definition for the policy package).
+GEN_CALL = Atom("$gen_call")
+GEN_CAST = Atom("$gen_cast")
 _CALL = Atom("call")
 _BLOCK_CALL = Atom("block_call")
 _CAST = Atom("cast")
@@ -161,12 +162,12 @@ def rex_call(p: Any) -> MFA | None:
     if type(p) is not tuple:
         return None
     req: Any = None
-    if len(p) == 3 and p[0] == _GEN_CALL:
+    if len(p) == 3 and p[0] == GEN_CALL:
         req = p[2]
         if type(req) is tuple and len(req) == 5 and req[0] in (_CALL, _BLOCK_CALL):
             return _args_mfa(req[1], req[2], req[3])
         return None
-    if len(p) == 2 and p[0] == _GEN_CAST:
+    if len(p) == 2 and p[0] == GEN_CAST:
         req = p[1]
         if type(req) is tuple and len(req) == 5 and req[0] == _CAST:
             return _args_mfa(req[1], req[2], req[3])

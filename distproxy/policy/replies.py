@@ -35,7 +35,7 @@ from distproxy.dist.control import Op, frame_body
 from distproxy.dist.flags import DFlag
 from distproxy.term import Atom, Pid, Reference
 
-from .inspect import is_alias_tag
+from .inspect import GEN_CALL, is_alias_tag
 
 __all__ = ["reject_frames", "DEFAULT_SPAWN_ERROR", "REJECT_REASON", "EXIT_PAYLOAD"]
 
@@ -44,7 +44,6 @@ REJECT_REASON = Atom("noproc")
 #: SPAWN_REPLY error atom when the rule does not choose one.
 DEFAULT_SPAWN_ERROR = "notsup"
 EXIT_PAYLOAD = int(DFlag.EXIT_PAYLOAD)
-_GEN_CALL = Atom("$gen_call")
 
 
 def _down(proc: Any, to: Pid, ref: Reference, payload_exits: bool) -> bytes:
@@ -59,7 +58,7 @@ def _gen_call_monitor(message: Any) -> tuple[Pid, Reference] | None:
         p = message.payload()
     except Exception:
         return None
-    if type(p) is not tuple or len(p) != 3 or p[0] != _GEN_CALL:
+    if type(p) is not tuple or len(p) != 3 or p[0] != GEN_CALL:
         return None
     frm = p[1]
     if type(frm) is not tuple or len(frm) != 2 or type(frm[0]) is not Pid:
