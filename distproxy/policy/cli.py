@@ -159,14 +159,21 @@ def explain_text(policy: Policy, sample: Sample) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _load_or_report(path: str, err: TextIO) -> Policy | None:
+    """The policy at ``path``, or None after printing its errors (FILE:LINE: ...)."""
+    try:
+        return load_policy(path)
+    except PolicyLoadError as e:
+        print(str(e), file=err)
+        return None
+
+
 def cmd_explain(args: argparse.Namespace, out: TextIO | None = None,
                 err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    try:
-        policy = load_policy(args.file)
-    except PolicyLoadError as e:
-        print(str(e), file=err)
+    policy = _load_or_report(args.file, err)
+    if policy is None:
         return 2
     try:
         text = explain_text(policy, _sample_from_args(args))
@@ -305,10 +312,8 @@ def cmd_test(args: argparse.Namespace, out: TextIO | None = None,
              err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    try:
-        policy = load_policy(args.file)
-    except PolicyLoadError as e:
-        print(str(e), file=err)
+    policy = _load_or_report(args.file, err)
+    if policy is None:
         return 2
     engine = PolicyEngine(policy)
     passed = failed = 0
