@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from distproxy.term import Atom
+from distproxy.textable import format_columns
 
 T = "'my_desktop@127.0.0.1'"
 EC2 = "'ec2_node@127.0.0.1'"
@@ -121,11 +122,7 @@ def _wait_for_decision(cluster: Any, peer: str, rule: str, already: int) -> dict
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), line]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(out)
+    return "\n".join(format_columns([header, *rows], underline=True))
 
 
 def run_demo(workdir: Path, keep: bool, metrics: str | None = None) -> int:

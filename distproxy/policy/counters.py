@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from distproxy.textable import format_columns
+
 from .decisionlog import format_time
 from .model import Decision, Mode
 
@@ -103,16 +105,13 @@ def format_stats(snapshot: dict[str, Any]) -> str:
     lines = [header]
     for key in sorted(table):
         lines.append(list(key) + [str(table[key].get(v, 0)) for v in verdicts])
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     out = []
     if "time" in snapshot:
         out.append(f"snapshot {snapshot['time']}")
     if len(lines) == 1:
         out.append("no decisions counted yet")
     else:
-        for row in lines:
-            out.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                                 for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        out.extend(format_columns(lines, right=range(3, len(header))))
     rules = snapshot.get("rules", {})
     if rules:
         out.append("")
