@@ -14,7 +14,6 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from distproxy.yamlsource import Marked, SourceError, load_marked
 
@@ -555,15 +554,3 @@ def describe_keys() -> str:
     width = max(len(key) for key, _ in KEYS)
     return "\n".join(f"  {key.ljust(width)}  {meaning}" for key, meaning in KEYS)
 
-
-def as_dict(config: ProxyConfig) -> dict[str, Any]:
-    """A loggable summary without cookies."""
-    return {
-        "trusted": config.trusted.name,
-        "peers": [p.name for p in config.peers],
-        "listen": str(config.listen),
-        "front_epmd": str(config.front_epmd.serve or config.front_epmd.register_in),
-        "back_epmd": str(config.back_epmd.serve or config.back_epmd.register_in),
-        "tls_peers": [p.name for p in config.peers if p.tls is not None],
-        "metrics": str(config.metrics) if config.metrics else None,
-    }

@@ -146,7 +146,6 @@ class ProxyService:
     identities: list[Identity] = field(default_factory=list)
     listening: list[IListeningPort] = field(default_factory=list)
     registrations: list[EpmdRegistration] = field(default_factory=list)
-    counters: Counter[str] = field(default_factory=Counter)
     decisions: Counters = field(default_factory=Counters)
     decision_log: DecisionLog | None = None
     loops: list[task.LoopingCall] = field(default_factory=list)
@@ -319,13 +318,11 @@ class ProxyService:
         return state
 
     def handshake_failed(self, pair: ConnectionPair, event: "hs.HandshakeFailed") -> None:
-        self.counters[f"handshake_failed:{event.leg}"] += 1
         if self.metrics is not None:
             self.metrics.handshake_failed(pair, event)
 
     def pair_established(self, pair: ConnectionPair) -> None:
         assert pair.info is not None
-        self.counters["pairs_established"] += 1
         self._handshake_over(pair)
         if self.metrics is not None:
             self.metrics.pair_established(pair)
